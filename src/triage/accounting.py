@@ -1,0 +1,186 @@
+"""The meter-and-record step of a request: usage -> cost -> savings -> ledger row -> metrics.
+
+Kept apart from service.py so the request flow reads as a pipeline and this bookkeeping can be
+tested on its own. Everything here runs after the upstream answered (or failed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from triage.config.schema import Config, Deployment
+from triage.engine.base import Outcome
+from triage.ledger import Ledger, LedgerRow
+from triage.metering import (
+    ComputePrice,
+    Price,
+    PriceBook,
+    ThroughputEstimator,
+    Usage,
+    backend_compute_seconds,
+    counterfactual_cost,
+)
+from triage.metrics import Metrics
+
+log = logging.getLogger("triage.requests")
+ZERO = Decimal(0)
+
+
+@dataclass
+class Record:
+    """Everything known about one finished request."""
+
+    endpoint: str
+    request_id: str
+    task: str
+    tier: str
+    route_name: str
+    status: int
+    started: float
+    finished: float
+    stream: bool = False
+    outcome: Outcome | None = None
+    usage: Usage | None = None
+    ttft: float | None = None
+    cost: Decimal = ZERO
+    counterfactual: Decimal = ZERO
+    key_id: str | None = None
+
+
+def usage_from(body: Mapping[str, Any] | None, *, estimate: Callable[[], tuple[int, int]]) -> Usage:
+    """The upstream's own usage when it gave one, else an estimate marked as such."""
+    raw = (body or {}).get("usage")
+    compute = backend_compute_seconds(body) if body else None
+    if isinstance(raw, Mapping) and isinstance(raw.get("prompt_tokens"), int):
+        completion = raw.get("completion_tokens")
+        return Usage(
+            raw["prompt_tokens"],
+            completion if isinstance(completion, int) else 0,
+            "upstream",
+            compute,
+        )
+    prompt, completion = estimate()
+    return Usage(prompt, completion, "estimated", compute)
+
+
+class Accountant:
+    def __init__(
+        self,
+        config: Config,
+        prices: PriceBook,
+        metrics: Metrics,
+        ledger: Ledger | None,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.prices = prices
+        self.metrics = metrics
+        self.ledger = ledger
+        self.wall_clock = wall_clock
+        self.throughput = ThroughputEstimator()
+
+    def price(self, record: Record) -> None:
+        """Fill in cost and counterfactual cost from the record's usage."""
+        if record.usage is None or record.outcome is None:
+            return
+        deployment = record.outcome.deployment
+        seconds = record.outcome.upstream_seconds
+        self.throughput.observe(deployment.id, record.usage.total_tokens, seconds)
+        record.cost = self.cost_on(deployment, record.usage, seconds)
+        reference = self.config.triage.savings.reference_model
+        if reference:
+            record.counterfactual = counterfactual_cost(self.prices, reference, record.usage)
+
+    def cost_on(self, deployment: Deployment, usage: Usage, seconds: float) -> Decimal:
+        params, info = deployment.litellm_params, deployment.model_info
+        override = None
+        if params.input_cost_per_token is not None or params.output_cost_per_token is not None:
+            override = Price(
+                params.input_cost_per_token or ZERO,
+                params.output_cost_per_token or ZERO,
+                "override",
+            )
+        compute = ComputePrice(info.gpu_hour_cost) if info.gpu_hour_cost is not None else None
+        return self.prices.request_cost(
+            params.model,
+            usage,
+            override=override,
+            compute=compute,
+            upstream_seconds=seconds,
+            throughput=self.throughput.tokens_per_second(deployment.id),
+        ).usd
+
+    def record(self, record: Record) -> None:
+        self.price(record)
+        self._metrics(record)
+        row = self._row(record)
+        if self.ledger is not None:
+            self.ledger.append(row)
+        if log.isEnabledFor(logging.INFO):
+            log.info("request", extra={"triage": _log_fields(row)})
+
+    def _row(self, r: Record) -> LedgerRow:
+        outcome = r.outcome
+        usage = r.usage or Usage(0, 0, "estimated")
+        return LedgerRow(
+            ts=self.wall_clock(),
+            request_id=r.request_id,
+            key_id=r.key_id,
+            task=r.task,
+            tier=r.tier,
+            route=outcome.group if outcome else "",
+            deployment=outcome.deployment.id if outcome else "",
+            status=r.status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            usage_source=usage.source,
+            cost_usd=r.cost,
+            counterfactual_usd=r.counterfactual,
+            latency_s=r.finished - r.started,
+            ttft_s=r.ttft,
+            stream=r.stream,
+            attempts=len(outcome.attempts) if outcome else 0,
+            fallbacks=outcome.fallbacks if outcome else 0,
+        )
+
+    def _metrics(self, r: Record) -> None:
+        m = self.metrics
+        group = r.outcome.group if r.outcome else ""
+        deployment = r.outcome.deployment.id if r.outcome else ""
+        m.requests.labels(r.endpoint, r.task, r.tier, group, deployment, str(r.status)).inc()
+        total = r.finished - r.started
+        m.duration.labels(r.endpoint, group).observe(total)
+        if r.ttft is not None:
+            m.ttft.labels(group).observe(r.ttft)
+        if r.outcome is not None:
+            upstream = sum(a.seconds for a in r.outcome.attempts)
+            m.upstream.labels(deployment).observe(r.outcome.upstream_seconds)
+            m.overhead.labels(r.endpoint).observe(max(0.0, total - upstream))
+        if r.outcome is not None:
+            self._attempt_metrics(r.outcome)
+        if r.usage is not None:
+            m.tokens.labels("in", group).inc(r.usage.prompt_tokens)
+            m.tokens.labels("out", group).inc(r.usage.completion_tokens)
+        m.cost.labels(r.task, group).inc(float(r.cost))
+        if r.counterfactual:
+            m.avoided.labels(r.task, group).inc(max(0.0, float(r.counterfactual - r.cost)))
+
+    def _attempt_metrics(self, outcome: Outcome) -> None:
+        attempts = outcome.attempts
+        for before, after in zip(attempts, attempts[1:], strict=False):
+            if before.group == after.group:
+                self.metrics.retries.labels(before.group, before.kind or "unknown").inc()
+            else:
+                reason = before.kind or "unknown"
+                self.metrics.fallbacks.labels(before.group, after.group, reason).inc()
+
+
+def _log_fields(row: LedgerRow) -> dict[str, Any]:
+    fields = dict(row.__dict__)
+    fields["cost_usd"] = str(row.cost_usd)
+    fields["counterfactual_usd"] = str(row.counterfactual_usd)
+    return fields

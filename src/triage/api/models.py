@@ -1,0 +1,35 @@
+"""GET /v1/models and /v1/models/{id}: every model group and alias."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from triage.api.deps import state
+from triage.errors import NotFound
+
+router = APIRouter()
+
+
+def _entries(request: Request) -> dict[str, dict[str, Any]]:
+    app_state = state(request)
+    created = int(app_state.extras["started_at"])
+    names = list(app_state.config.triage.aliases) + list(app_state.config.groups)
+    return {
+        name: {"id": name, "object": "model", "created": created, "owned_by": "triage"}
+        for name in names
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": list(_entries(request).values())}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+    entry = _entries(request).get(model_id)
+    if entry is None:
+        raise NotFound(f"The model `{model_id}` does not exist", param="model")
+    return entry

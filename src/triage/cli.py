@@ -1,0 +1,188 @@
+"""The `triage` command. The only place that reads argv and the process environment.
+
+triage serve --config PATH [--host H] [--port P] [--workers N]
+triage check-config PATH
+triage classify "text"
+triage eval --data FILE.jsonl [--json]
+triage train --data FILE.jsonl --out DIR
+triage report [--config PATH | --ledger PATH] [--since 24h] [--by task] [--json]
+triage fake-upstream [--port P ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from triage.config import Config, ConfigError, load_config, summary
+
+CONFIG_ENV = "TRIAGE_CONFIG"
+
+
+def _load(path: str) -> Config:
+    return load_config(path, os.environ)
+
+
+def app_factory() -> Any:
+    """uvicorn's factory for `--workers N`: each worker builds its own app from the config."""
+    from triage.api import create_app
+
+    return create_app(
+        _load(os.environ[CONFIG_ENV]), multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    config = _load(args.config)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.workers > 1:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="triage-prom-"))
+        uvicorn.run(
+            "triage.cli:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            log_level=config.server.log_level,
+            access_log=False,
+        )
+        return 0
+    from triage.api import create_app
+
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level=config.server.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    print(summary(_load(args.path)))
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from triage.classify import Classifier
+
+    result = Classifier.load(Path(args.weights) if args.weights else None).classify_text(args.text)
+    print(
+        f"task={result.task} tier={result.tier} confidence={result.confidence:.3f} "
+        f"difficulty={result.difficulty:.2f} reason={result.reason}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from triage.classify import Classifier, evaluate, read_jsonl
+
+    classifier = Classifier.load(Path(args.weights) if args.weights else None)
+    report = evaluate(classifier, read_jsonl(Path(args.data)))
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from triage.classify import evaluate, read_jsonl, save, train
+
+    rows = read_jsonl(Path(args.data))
+    classifier = train(rows)
+    path = save(classifier, Path(args.out))
+    report = evaluate(classifier, rows)
+    print(f"trained on {len(rows)} rows; training accuracy {report.accuracy:.3f}; wrote {path}")
+    print(f"use it with `triage: {{classifier_path: {args.out}}}` in your config")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from triage.ledger import Ledger
+    from triage.report import parse_since, summarize
+
+    path = args.ledger or (_load(args.config).triage.ledger.path if args.config else None)
+    if path is None or not Path(path).exists():
+        print(f"no ledger at {path}; pass --ledger PATH or --config PATH", file=sys.stderr)
+        return 1
+    since = parse_since(args.since, now=time.time()) if args.since else None
+    with Ledger(path) as ledger:
+        report = summarize(ledger.rows(since), by=args.by)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 0
+
+
+def cmd_fake_upstream(args: argparse.Namespace) -> int:
+    from triage.fakeupstream import main as fake_main
+
+    code: int = fake_main(args.rest)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="serve the gateway")
+    p.add_argument("--config", required=True)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("classify", help="classify one prompt")
+    p.add_argument("text")
+    p.add_argument("--weights")
+    p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("eval", help="measure the classifier on labeled prompts")
+    p.add_argument("--data", required=True)
+    p.add_argument("--weights")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("train", help="fit the classifier on your own labeled prompts")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("report", help="spend, savings and volume from the usage ledger")
+    p.add_argument("--config")
+    p.add_argument("--ledger")
+    p.add_argument("--since")
+    p.add_argument("--by", choices=["task", "route", "deployment", "day", "tier"], default="task")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("fake-upstream", help="run the fake OpenAI/Ollama upstream", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_fake_upstream)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid config", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""How a planned request reaches a deployment: the runner and its lanes."""

@@ -1,0 +1,92 @@
+"""The engine seam: what a lane (transport) must do, and what the runner hands back.
+
+A *transport* sends one call to one deployment and maps its failures onto `triage.errors`.
+The *runner* (`engine.runner.Engine`) owns everything above a single call: choosing deployments,
+retries, cooldowns, fallbacks, deadlines. Lanes therefore share one set of reliability semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from triage.config.schema import Deployment
+
+CallKind = Literal["chat", "completion", "embedding"]
+Chunk = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as it will be sent upstream (allow-listed fields only, no `model`)."""
+
+    kind: CallKind
+    body: dict[str, Any]
+    stream: bool = False
+    prompt_chars: int = 0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    first_token: float | None
+    total: float
+
+
+@dataclass
+class Reply:
+    """A whole (non-stream) upstream answer, already in OpenAI shape."""
+
+    body: dict[str, Any]
+    compute_seconds: float | None = None
+
+
+class UpstreamStream(Protocol):
+    """A started upstream stream of OpenAI chunk dicts; `aclose` releases the connection."""
+
+    def __aiter__(self) -> AsyncIterator[Chunk]: ...
+    async def aclose(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply: ...
+    async def open_stream(
+        self, deployment: Deployment, call: Call, timeouts: Timeouts
+    ) -> UpstreamStream: ...
+    async def probe(self, deployment: Deployment, timeout: float) -> bool: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    group: str
+    deployment: str
+    ok: bool
+    error: str = ""
+    status: int = 200
+    kind: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """Where a request ended up and how it got there."""
+
+    group: str
+    deployment: Deployment
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    upstream_seconds: float = 0.0
+    ttft: float | None = None
+
+    @property
+    def fallbacks(self) -> int:
+        groups: list[str] = []
+        for attempt in self.attempts:
+            if not groups or groups[-1] != attempt.group:
+                groups.append(attempt.group)
+        return len(groups) - 1
+
+    @property
+    def retries(self) -> int:
+        return len(self.attempts) - 1 - self.fallbacks

@@ -1,0 +1,305 @@
+"""The runner: how a planned request reaches a deployment, whichever lane carries it.
+
+It walks the plan's groups in order. Inside a group it picks a deployment (selection.py), retries
+retryable failures with exponential backoff and jitter (honouring `Retry-After`, moving to a sibling
+deployment at once when there is one), and feeds every result to the circuit breaker in the store.
+A group that gives up hands over to the next group on the plan, or to the context-window /
+content-policy fallbacks for those failure kinds. Every attempt counts against one attempt budget
+and one deadline, so retries and fallbacks never multiply. Retries live here and nowhere else:
+transports make exactly one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from triage.config.schema import Config, Deployment
+from triage.engine.base import AttemptRecord, Call, Chunk, Outcome, Reply, Timeouts, Transport
+from triage.engine.base import UpstreamStream as _Stream
+from triage.engine.selection import choose
+from triage.errors import (
+    AllAttemptsFailed,
+    Attempt,
+    BadRequest,
+    ContentPolicyViolation,
+    ContextWindowExceeded,
+    NoHealthyDeployment,
+    TriageError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from triage.policy import RoutePlan
+from triage.state import Store
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+CHARS_PER_TOKEN = 4  # conservative prompt-size estimate for the context-window pre-check
+MAX_BACKOFF = 8.0
+
+
+@dataclass
+class StreamStart:
+    """A stream whose first chunk has arrived: from here on, no fallback is possible."""
+
+    first: Chunk
+    rest: AsyncIterator[Chunk]
+    outcome: Outcome
+
+
+@dataclass
+class _Run(Generic[T]):
+    plan: RoutePlan
+    call: Call
+    deadline_at: float
+    attempts: list[AttemptRecord]
+    attempt: Callable[[Deployment, Timeouts], Awaitable[T]]
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        lanes: Callable[[Deployment], Transport],
+        store: Store,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        context_window: Callable[[Deployment], int | None] = lambda d: None,
+    ) -> None:
+        self.config = config
+        self.lane = lanes
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.context_window = context_window
+        self.groups: Mapping[str, list[Deployment]] = config.groups
+
+    async def complete(self, plan: RoutePlan, call: Call) -> tuple[Reply, Outcome]:
+        async def attempt(deployment: Deployment, timeouts: Timeouts) -> Reply:
+            return await self.lane(deployment).send(deployment, call, timeouts)
+
+        return await self._run(plan, call, attempt)
+
+    async def stream(self, plan: RoutePlan, call: Call) -> StreamStart:
+        async def attempt(deployment: Deployment, timeouts: Timeouts) -> tuple[_Stream, Chunk]:
+            upstream = await self.lane(deployment).open_stream(deployment, call, timeouts)
+            try:
+                async with asyncio.timeout(timeouts.first_token):
+                    first = await anext(aiter(upstream))
+            except StopAsyncIteration:
+                await upstream.aclose()
+                raise UpstreamError("upstream closed the stream before any data") from None
+            except TimeoutError:
+                await upstream.aclose()
+                raise UpstreamTimeout(f"no first token within {timeouts.first_token:g}s") from None
+            except BaseException:
+                await upstream.aclose()
+                raise
+            return upstream, first
+
+        deadline = self.clock() + plan.deadline
+        (upstream, first), outcome = await self._run(plan, call, attempt, release=False)
+        outcome.ttft = outcome.upstream_seconds
+        rest = self._relay(upstream, outcome, min(deadline, self.clock() + plan.timeout))
+        return StreamStart(first=first, rest=rest, outcome=outcome)
+
+    async def _relay(
+        self, upstream: _Stream, outcome: Outcome, finish_by: float
+    ) -> AsyncIterator[Chunk]:
+        """The stream after its first chunk: bounded by the deadline, never falls back."""
+        deployment = outcome.deployment.id
+        ok = False
+        try:
+            iterator = aiter(upstream)
+            while True:
+                try:
+                    async with asyncio.timeout(max(0.0, finish_by - self.clock())):
+                        chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UpstreamTimeout("stream exceeded its deadline") from None
+                yield chunk
+            ok = True
+        finally:
+            await upstream.aclose()
+            self.store.release(deployment)
+            if not ok:
+                self.store.record_failure(deployment, self.clock(), trips=True)
+
+    async def _run(
+        self,
+        plan: RoutePlan,
+        call: Call,
+        attempt: Callable[[Deployment, Timeouts], Awaitable[T]],
+        *,
+        release: bool = True,
+    ) -> tuple[T, Outcome]:
+        run = _Run(plan, call, self.clock() + plan.deadline, [], attempt)
+        queue = deque(plan.groups)
+        visited: set[str] = set()
+        last: TriageError | None = None
+        while queue:
+            group = queue.popleft()
+            if group in visited:
+                continue
+            visited.add(group)
+            try:
+                return await self._try_group(run, group, release=release)
+            except TriageError as err:
+                last = err
+                if type(err) is BadRequest or self._exhausted(run):
+                    break
+                if isinstance(err, ContextWindowExceeded):
+                    queue = deque(plan.context_window_fallbacks.get(group, ()))
+                elif isinstance(err, ContentPolicyViolation):
+                    queue = deque(plan.content_policy_fallbacks.get(group, ()))
+        assert last is not None
+        raise self._final_error(run, last)
+
+    def _exhausted(self, run: _Run[T]) -> bool:
+        return len(run.attempts) >= run.plan.max_attempts or self.clock() >= run.deadline_at
+
+    def _final_error(self, run: _Run[T], last: TriageError) -> TriageError:
+        if len(run.attempts) <= 1:
+            return last
+        summary = [Attempt(a.group, a.deployment, a.error, a.status) for a in run.attempts]
+        return AllAttemptsFailed(summary, last)
+
+    async def _try_group(self, run: _Run[T], group: str, *, release: bool) -> tuple[T, Outcome]:
+        rs = self.config.router_settings
+        deployments = self.groups[group]
+        avoid: set[str] = set()
+        retries = 0
+        while True:
+            if self._exhausted(run):
+                raise UpstreamTimeout("the request's deadline or attempt budget ran out")
+            deployment = self._pick(run, deployments, avoid, group)
+            try:
+                return await self._attempt(run, group, deployment, release=release)
+            except TriageError as err:
+                avoid.add(deployment.id)
+                allowed = rs.retry_policy.for_kind(err.kind, rs.num_retries)
+                if not err.retryable or retries >= allowed:
+                    raise
+                retries += 1
+                await self._backoff(run, err, retries, sibling=len(avoid) < len(deployments))
+
+    def _pick(
+        self, run: _Run[T], deployments: list[Deployment], avoid: set[str], group: str
+    ) -> Deployment:
+        now = self.clock()
+        deployment = choose(
+            deployments,
+            self.store,
+            self.config.router_settings.routing_strategy,
+            self.rng,
+            now=now,
+            stream=run.call.stream,
+            avoid=avoid,
+        )
+        if deployment is None:
+            wait = min(self.store.cooldown_remaining(d.id, now) for d in deployments)
+            raise NoHealthyDeployment(
+                f"every deployment of model group `{group}` is cooling down",
+                retry_after=max(1.0, wait),
+            )
+        return deployment
+
+    async def _attempt(
+        self, run: _Run[T], group: str, deployment: Deployment, *, release: bool
+    ) -> tuple[T, Outcome]:
+        started = self.clock()
+        try:
+            self._check_context(run.call, deployment)
+            timeouts = self._timeouts(run, deployment)
+            async with asyncio.timeout(timeouts.total):
+                result = await run.attempt(deployment, timeouts)
+        except TimeoutError:
+            err: TriageError = UpstreamTimeout(f"no answer within {timeouts.total:g}s")
+            self._failed(run, group, deployment, err, started)
+            raise err from None
+        except TriageError as exc:
+            self._failed(run, group, deployment, exc, started)
+            raise
+        except asyncio.CancelledError:
+            self.store.release(deployment.id)
+            self.store.record_failure(deployment.id, self.clock(), trips=False)
+            raise
+        elapsed = self.clock() - started
+        run.attempts.append(AttemptRecord(group, deployment.id, True, seconds=elapsed))
+        stream = run.call.stream
+        self.store.record_success(
+            deployment.id,
+            self.clock(),
+            latency=None if stream else elapsed,
+            ttft=elapsed if stream else None,
+        )
+        if release:
+            self.store.release(deployment.id)
+        outcome = Outcome(group, deployment, run.attempts, upstream_seconds=elapsed)
+        return result, outcome
+
+    def _failed(
+        self, run: _Run[T], group: str, deployment: Deployment, err: TriageError, started: float
+    ) -> None:
+        now = self.clock()
+        self.store.release(deployment.id)
+        # Client-caused failures say nothing about the deployment's health.
+        self.store.record_failure(deployment.id, now, trips=err.retryable)
+        run.attempts.append(
+            AttemptRecord(
+                group,
+                deployment.id,
+                False,
+                error=err.message,
+                status=err.status,
+                kind=err.kind,
+                seconds=now - started,
+            )
+        )
+
+    def _check_context(self, call: Call, deployment: Deployment) -> None:
+        limit = deployment.model_info.max_input_tokens or self.context_window(deployment)
+        if limit and call.prompt_chars // CHARS_PER_TOKEN > limit:
+            raise ContextWindowExceeded(
+                f"the prompt (~{call.prompt_chars // CHARS_PER_TOKEN} tokens) does not fit "
+                f"`{deployment.model_name}`'s context window of {limit} tokens"
+            )
+
+    def _timeouts(self, run: _Run[T], deployment: Deployment) -> Timeouts:
+        remaining = max(0.001, run.deadline_at - self.clock())
+        params, info = deployment.litellm_params, deployment.model_info
+        total = params.timeout or run.plan.timeout
+        if run.call.stream:
+            total = params.stream_timeout or total
+        first = info.first_token_timeout or run.plan.first_token_timeout
+        connect = info.connect_timeout or self.config.triage.connect_timeout
+        return Timeouts(
+            connect=min(connect, remaining),
+            first_token=min(first, remaining) if first else None,
+            total=min(total, remaining),
+        )
+
+    async def _backoff(
+        self, run: _Run[T], err: TriageError, retries: int, *, sibling: bool
+    ) -> None:
+        if sibling and err.retry_after is None:
+            return  # another deployment can take it right away
+        base = max(self.config.router_settings.retry_after, 0.05) * 2 ** (retries - 1)
+        wait = min(MAX_BACKOFF, base * (0.5 + self.rng.random() / 2))
+        if err.retry_after is not None and not sibling:
+            wait = max(wait, err.retry_after)
+        remaining = run.deadline_at - self.clock()
+        if wait >= remaining:
+            raise err
+        await self.sleep(wait)

@@ -1,0 +1,200 @@
+"""Make whatever a backend returned conform to the OpenAI spec before it leaves Triage.
+
+Backends omit required fields (`created`, `refusal`, `logprobs`), send explicit nulls where the
+spec wants a value or nothing, add provider-specific keys, or return integer error codes. Every
+response is rebuilt here from the fields the spec defines, so clients never see the difference.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from triage.config.schema import Deployment
+from triage.engine.base import CallKind
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+
+def _common(
+    body: Mapping[str, Any], deployment: Deployment, obj: str, prefix: str
+) -> dict[str, Any]:
+    created = body.get("created")
+    return {
+        "id": str(body.get("id") or f"{prefix}-{uuid.uuid4().hex}"),
+        "object": obj,
+        "created": int(created) if isinstance(created, int | float) else int(time.time()),
+        "model": str(body.get("model") or deployment.litellm_params.model_name),
+    }
+
+
+def _finish(value: Any, default: str | None) -> str | None:
+    if value in FINISH_REASONS:
+        return str(value)
+    if value == "eos" or value == "end_turn":
+        return "stop"
+    return default if value is None else "stop"
+
+
+def _usage(raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("prompt_tokens"), int):
+        return None
+    prompt = int(raw["prompt_tokens"])
+    completion = raw.get("completion_tokens")
+    completion = int(completion) if isinstance(completion, int) else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _tool_call(raw: Mapping[str, Any], *, delta: bool) -> dict[str, Any]:
+    function = raw.get("function") or {}
+    out_fn: dict[str, Any] = {}
+    if function.get("name") is not None or not delta:
+        out_fn["name"] = str(function.get("name") or "")
+    arguments = function.get("arguments")
+    if arguments is not None or not delta:
+        out_fn["arguments"] = arguments if isinstance(arguments, str) else _json(arguments)
+    out: dict[str, Any] = {"function": out_fn}
+    if delta:
+        out["index"] = int(raw.get("index") or 0)
+    if raw.get("id") is not None or not delta:
+        out["id"] = str(raw.get("id") or f"call_{uuid.uuid4().hex[:24]}")
+    if raw.get("type") is not None or not delta:
+        out["type"] = "function"
+    return out
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value if value is not None else {})
+
+
+def _logprobs(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, Mapping) and isinstance(raw.get("content"), list):
+        return {"content": raw["content"], "refusal": raw.get("refusal")}
+    return None
+
+
+def _message(raw: Mapping[str, Any]) -> dict[str, Any]:
+    content = raw.get("content")
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content if isinstance(content, str) else None,
+        "refusal": raw.get("refusal") if isinstance(raw.get("refusal"), str) else None,
+    }
+    calls = raw.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        message["tool_calls"] = [_tool_call(c, delta=False) for c in calls]
+    return message
+
+
+def chat_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str, Any]:
+    out = _common(body, deployment, "chat.completion", "chatcmpl")
+    out["choices"] = [
+        {
+            "index": int(choice.get("index") or i),
+            "message": _message(choice.get("message") or {}),
+            "finish_reason": _finish(choice.get("finish_reason"), "stop"),
+            "logprobs": _logprobs(choice.get("logprobs")),
+        }
+        for i, choice in enumerate(body.get("choices") or [])
+    ]
+    usage = _usage(body.get("usage"))
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def text_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str, Any]:
+    out = _common(body, deployment, "text_completion", "cmpl")
+    out["choices"] = [
+        {
+            "index": int(choice.get("index") or i),
+            "text": str(choice.get("text") or ""),
+            "finish_reason": _finish(choice.get("finish_reason"), "stop"),
+            "logprobs": choice.get("logprobs")
+            if isinstance(choice.get("logprobs"), dict)
+            else None,
+        }
+        for i, choice in enumerate(body.get("choices") or [])
+    ]
+    usage = _usage(body.get("usage"))
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def embedding_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str, Any]:
+    data = [
+        {
+            "object": "embedding",
+            "index": int(item.get("index") or i),
+            "embedding": item["embedding"],
+        }
+        for i, item in enumerate(body.get("data") or [])
+        if isinstance(item, Mapping)
+    ]
+    usage = _usage(body.get("usage")) or {"prompt_tokens": 0, "total_tokens": 0}
+    return {
+        "object": "list",
+        "data": data,
+        "model": str(body.get("model") or deployment.litellm_params.model_name),
+        "usage": {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["prompt_tokens"]},
+    }
+
+
+def normalize_reply(
+    kind: CallKind, body: Mapping[str, Any], deployment: Deployment
+) -> dict[str, Any]:
+    if kind == "chat":
+        return chat_reply(body, deployment)
+    if kind == "completion":
+        return text_reply(body, deployment)
+    return embedding_reply(body, deployment)
+
+
+def _delta(raw: Mapping[str, Any]) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if raw.get("role") is not None:
+        delta["role"] = "assistant"
+    if isinstance(raw.get("content"), str):
+        delta["content"] = raw["content"]
+    if isinstance(raw.get("refusal"), str):
+        delta["refusal"] = raw["refusal"]
+    calls = raw.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        delta["tool_calls"] = [_tool_call(c, delta=True) for c in calls]
+    return delta
+
+
+def normalize_chunk(
+    chunk: Mapping[str, Any], deployment: Deployment, *, keep_usage: bool
+) -> dict[str, Any]:
+    text = chunk.get("object") == "text_completion"
+    out = _common(
+        chunk, deployment, "text_completion" if text else "chat.completion.chunk", "chatcmpl"
+    )
+    choices = []
+    for i, choice in enumerate(chunk.get("choices") or []):
+        item: dict[str, Any] = {
+            "index": int(choice.get("index") or i),
+            "finish_reason": _finish(choice.get("finish_reason"), None),
+        }
+        if text:
+            item["text"] = str(choice.get("text") or "")
+        else:
+            item["delta"] = _delta(choice.get("delta") or {})
+        if _logprobs(choice.get("logprobs")) is not None:
+            item["logprobs"] = _logprobs(choice.get("logprobs"))
+        choices.append(item)
+    out["choices"] = choices
+    usage = _usage(chunk.get("usage"))
+    if keep_usage and usage is not None:
+        out["usage"] = usage
+    return out

@@ -1,0 +1,113 @@
+"""Pure routing policy: (config, requested model, classification) -> RoutePlan.
+
+A plan is the ordered list of model groups to try (the first, then its fallbacks), the
+failure-kind-specific fallback maps, and the time and attempt budgets for the whole request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from triage.classify import DEFAULT_TIERS, Classification
+from triage.config.routes import Route
+from triage.config.schema import Config, FallbackList
+from triage.errors import NotFound
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    groups: tuple[str, ...]
+    timeout: float
+    first_token_timeout: float | None
+    deadline: float
+    max_attempts: int
+    context_window_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    content_policy_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    routed: bool = False
+    task: str | None = None
+    tier: str | None = None
+    classification: Classification | None = None
+    route_name: str = ""
+
+
+def is_alias(config: Config, model: str) -> bool:
+    return model in config.triage.aliases
+
+
+def tier_of(config: Config, task: str) -> str:
+    return config.triage.tiers.get(task) or DEFAULT_TIERS.get(task, "light")
+
+
+def plan_for_group(config: Config, group: str) -> RoutePlan:
+    """A client named a concrete model group: it and its configured fallbacks."""
+    if group not in config.groups:
+        raise NotFound(f"The model `{group}` does not exist", param="model")
+    return _plan(config, Route(groups=[group]), route_name=group)
+
+
+def plan_for_task(
+    config: Config, classification: Classification, *, forced: bool = False
+) -> RoutePlan:
+    """An alias request: the task's route, escalated or defaulted as the config says."""
+    settings = config.triage
+    route, name = _route_for(config, classification, forced)
+    if (
+        settings.escalate is not None
+        and not forced
+        and classification.difficulty > settings.escalate.difficulty_above
+    ):
+        route, name = settings.escalate.route, "escalate"
+    return _with_task(_plan(config, route, route_name=name), config, classification)
+
+
+def _with_task(plan: RoutePlan, config: Config, classification: Classification) -> RoutePlan:
+    return replace(
+        plan,
+        routed=True,
+        task=classification.task,
+        tier=tier_of(config, classification.task),
+        classification=classification,
+    )
+
+
+def _route_for(config: Config, classification: Classification, forced: bool) -> tuple[Route, str]:
+    settings = config.triage
+    confident = forced or classification.confidence >= settings.min_confidence
+    if confident and classification.task in settings.routes:
+        return settings.routes[classification.task], classification.task
+    return default_route(config), "default"
+
+
+def default_route(config: Config) -> Route:
+    if config.triage.default_route is not None:
+        return config.triage.default_route
+    return Route(groups=[config.model_list[0].model_name])
+
+
+def _plan(config: Config, route: Route, *, route_name: str) -> RoutePlan:
+    rs = config.router_settings
+    general = _as_map(rs.fallbacks)
+    groups: list[str] = list(route.groups)
+    for group in route.groups:
+        groups += [g for g in general.get(group, ()) if g not in groups]
+    return RoutePlan(
+        groups=tuple(groups),
+        timeout=route.timeout or rs.timeout,
+        first_token_timeout=route.first_token_timeout
+        or config.triage.first_token_timeout
+        or rs.stream_timeout,
+        deadline=config.triage.deadline,
+        max_attempts=config.triage.max_attempts,
+        context_window_fallbacks=_as_map(rs.context_window_fallbacks),
+        content_policy_fallbacks=_as_map(rs.content_policy_fallbacks),
+        route_name=route_name,
+    )
+
+
+def _as_map(fallbacks: FallbackList) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in fallbacks:
+        for source, targets in entry.items():
+            out[source] = out.get(source, ()) + tuple(targets)
+    return out

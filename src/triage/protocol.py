@@ -1,0 +1,170 @@
+"""The OpenAI wire models Triage reads, and the allow-list of fields it forwards upstream.
+
+Request models accept unknown OpenAI fields (clients send new ones all the time) but only the
+fields on `CHAT_FIELDS` / `COMPLETION_FIELDS` / `EMBEDDING_FIELDS` ever leave Triage: a client
+body carrying `api_base`, `api_key` or `mock_response` must never steer the upstream call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+CHAT_FIELDS = frozenset(
+    {
+        "messages",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "user",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "functions",
+        "function_call",
+        "reasoning_effort",
+        "stream_options",
+    }
+)
+COMPLETION_FIELDS = frozenset(
+    {
+        "prompt",
+        "suffix",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "echo",
+        "best_of",
+        "user",
+        "seed",
+        "stream_options",
+    }
+)
+EMBEDDING_FIELDS = frozenset({"input", "dimensions", "encoding_format", "user"})
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: StrictBool | None = None
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    stop: str | list[str] | None = None
+    max_tokens: PositiveInt | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    seed: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    @property
+    def wants_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: PositiveInt | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    suffix: str | None = None
+    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
+    echo: StrictBool | None = None
+    best_of: PositiveInt | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] | list[int] | list[list[int]]
+    dimensions: PositiveInt | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if value == "" or value == []:
+            raise ValueError("input must not be empty")
+        return value
+
+
+Request = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+
+
+def forwarded(request: Request, fields: frozenset[str]) -> dict[str, Any]:
+    """The allow-listed fields the client actually set, ready to send upstream."""
+    body = request.model_dump(include=set(fields), exclude_unset=True, exclude_none=True)
+    if isinstance(request, ChatCompletionRequest):
+        body["messages"] = [
+            m.model_dump(exclude_none=True) for m in request.messages
+        ]  # keep each message's own extra keys (e.g. `refusal`)
+    return body
+
+
+def chat_text(request: ChatCompletionRequest) -> str:
+    """All text content, for size estimates (context-window pre-checks)."""
+    parts: list[str] = []
+    for message in request.messages:
+        if isinstance(message.content, str):
+            parts.append(message.content)
+        elif isinstance(message.content, list):
+            parts += [str(p.get("text", "")) for p in message.content if isinstance(p, dict)]
+    return "\n".join(parts)

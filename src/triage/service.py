@@ -1,0 +1,234 @@
+"""One request, end to end: classify -> plan -> engine -> meter -> record.
+
+The API layer hands in a parsed request and gets back either a whole answer or a stream of chunk
+dicts, plus the `x-triage-*` headers that explain the decision. Errors are raised, never rendered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from triage.accounting import Accountant, Record, usage_from
+from triage.classify import TASKS, Classification, Classifier
+from triage.config.schema import Config
+from triage.engine.base import Call, CallKind, Chunk, Outcome
+from triage.engine.runner import Engine
+from triage.errors import BadRequest, TriageError
+from triage.metering import Usage, format_usd
+from triage.metrics import Metrics
+from triage.normalize import normalize_chunk, normalize_reply
+from triage.policy import RoutePlan, is_alias, plan_for_group, plan_for_task, tier_of
+from triage.protocol import (
+    CHAT_FIELDS,
+    COMPLETION_FIELDS,
+    EMBEDDING_FIELDS,
+    ChatCompletionRequest,
+    CompletionRequest,
+    Request,
+    chat_text,
+    forwarded,
+)
+
+FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
+
+
+@dataclass(frozen=True)
+class Meta:
+    request_id: str
+    forced_task: str | None = None
+    key_id: str | None = None
+
+
+@dataclass
+class Answer:
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamAnswer:
+    chunks: AsyncIterator[Chunk]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        classifier: Classifier,
+        accountant: Accountant,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.classifier = classifier
+        self.accountant = accountant
+        self.metrics = metrics
+        self.clock = clock
+
+    def plan(self, request: Request, meta: Meta) -> RoutePlan:
+        if meta.forced_task is not None and meta.forced_task not in TASKS:
+            raise BadRequest(
+                f"unknown task `{meta.forced_task}` in x-triage-task; one of: {', '.join(TASKS)}",
+                param="x-triage-task",
+            )
+        if not is_alias(self.config, request.model):
+            return plan_for_group(self.config, request.model)
+        classification = self._classify(request, meta)
+        return plan_for_task(self.config, classification, forced=meta.forced_task is not None)
+
+    def _classify(self, request: Request, meta: Meta) -> Classification:
+        if meta.forced_task is not None:
+            task = meta.forced_task
+            probabilities = {t: 1.0 if t == task else 0.0 for t in TASKS}
+            return Classification(
+                task, probabilities, 1.0, tier_of(self.config, task), 0.0, "header"
+            )
+        started = time.perf_counter()
+        if isinstance(request, ChatCompletionRequest):
+            messages = [m.model_dump(include={"role", "content"}) for m in request.messages]
+            result = self.classifier.classify(
+                messages,
+                has_tools=bool(request.tools),
+                has_response_format=request.response_format is not None,
+            )
+        elif isinstance(request, CompletionRequest) and isinstance(request.prompt, str):
+            result = self.classifier.classify_text(request.prompt)
+        else:
+            result = self.classifier.classify_text("")
+        self.metrics.classification_seconds.observe(time.perf_counter() - started)
+        self.metrics.classifications.labels(result.task, result.reason.split(":")[0]).inc()
+        return result
+
+    async def handle(self, kind: CallKind, request: Request, meta: Meta) -> Answer | StreamAnswer:
+        started = self.clock()
+        plan = self.plan(request, meta)
+        stream = bool(getattr(request, "stream", False))
+        call = Call(kind, forwarded(request, FIELDS[kind]), stream, _prompt_chars(request))
+        record = Record(
+            endpoint=kind,
+            request_id=meta.request_id,
+            task=plan.task or "none",
+            tier=plan.tier or "none",
+            route_name=plan.route_name,
+            status=200,
+            started=started,
+            finished=started,
+            stream=stream,
+            key_id=meta.key_id,
+        )
+        self.metrics.in_flight.inc()
+        if stream:
+            return await self._stream(plan, call, request, record)
+        try:
+            reply, outcome = await self.engine.complete(plan, call)
+        except TriageError as err:
+            self._finish(record, err.status if not hasattr(err, "http_status") else 502)
+            raise
+        body = normalize_reply(kind, reply.body, outcome.deployment)
+        record.outcome = outcome
+        record.usage = usage_from(reply.body, estimate=lambda: _estimate(call, body))
+        self._finish(record, 200)
+        return Answer(body, self._headers(plan, record))
+
+    async def _stream(
+        self, plan: RoutePlan, call: Call, request: Request, record: Record
+    ) -> StreamAnswer:
+        try:
+            start = await self.engine.stream(plan, call)
+        except TriageError as err:
+            self._finish(record, err.status)
+            raise
+        record.outcome = start.outcome
+        record.ttft = self.clock() - record.started
+        wants_usage = bool(getattr(request, "wants_usage", False))
+        chunks = self._relay(start.first, start.rest, start.outcome, record, wants_usage)
+        return StreamAnswer(chunks, self._headers(plan, record))
+
+    async def _relay(
+        self,
+        first: Chunk,
+        rest: AsyncIterator[Chunk],
+        outcome: Outcome,
+        record: Record,
+        wants_usage: bool,
+    ) -> AsyncIterator[Chunk]:
+        status, usage, produced = 499, None, 0
+        try:
+            chunk: Chunk | None = first
+            iterator = aiter(rest)
+            while chunk is not None:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                if not chunk.get("choices") and usage is not None and not wants_usage:
+                    chunk = await anext(iterator, None)
+                    continue  # the usage chunk we asked for on the client's behalf
+                produced += _chunk_chars(chunk)
+                yield normalize_chunk(chunk, outcome.deployment, keep_usage=wants_usage)
+                chunk = await anext(iterator, None)
+            status = 200
+        except TriageError as err:
+            status = err.status
+            raise
+        finally:
+            record.usage = usage_from(
+                {"usage": usage} if usage else None,
+                estimate=lambda: (record_prompt_tokens(record), produced // 4),
+            )
+            self._finish(record, status)
+
+    def _finish(self, record: Record, status: int) -> None:
+        record.status = status
+        record.finished = self.clock()
+        self.metrics.in_flight.dec()
+        self.accountant.record(record)
+
+    def _headers(self, plan: RoutePlan, record: Record) -> dict[str, str]:
+        outcome = record.outcome
+        headers = {"x-request-id": record.request_id}
+        if plan.task is not None:
+            headers["x-triage-task"] = plan.task
+            headers["x-triage-tier"] = plan.tier or ""
+        if plan.classification is not None:
+            headers["x-triage-confidence"] = f"{plan.classification.confidence:.3f}"
+            headers["x-triage-reason"] = plan.classification.reason
+        if outcome is not None:
+            headers["x-triage-route"] = outcome.group
+            headers["x-triage-deployment"] = outcome.deployment.id
+            headers["x-triage-attempts"] = str(len(outcome.attempts))
+            headers["x-triage-fallbacks"] = str(outcome.fallbacks)
+        if not record.stream:
+            headers["x-triage-cost-usd"] = format_usd(record.cost)
+        return headers
+
+
+def _prompt_chars(request: Request) -> int:
+    if isinstance(request, ChatCompletionRequest):
+        return len(chat_text(request))
+    value = request.prompt if isinstance(request, CompletionRequest) else request.input
+    return len(value) if isinstance(value, str) else sum(len(str(v)) for v in value)
+
+
+def _estimate(call: Call, body: dict[str, Any]) -> tuple[int, int]:
+    produced = sum(len(str(c.get("message", c.get("text", "")))) for c in body.get("choices", []))
+    return call.prompt_chars // 4, produced // 4
+
+
+def _chunk_chars(chunk: Chunk) -> int:
+    total = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        total += len(delta.get("content") or choice.get("text") or "")
+    return total
+
+
+def record_prompt_tokens(record: Record) -> int:
+    return 0 if record.usage is None else record.usage.prompt_tokens
+
+
+__all__ = ["Answer", "Meta", "Service", "StreamAnswer", "Usage"]

@@ -1,0 +1,183 @@
+"""The usage ledger: one SQLite row per request, written before the request is acknowledged.
+
+Owns the ``usage`` table's schema and every read and write of it. Durability: WAL journal with
+``synchronous=NORMAL`` (the default here). A commit then writes the row into the WAL file
+through the OS page cache, so an acknowledged row survives the process being killed (even
+``kill -9``); it is not fsynced, so an OS crash or power loss may lose the last few rows (the
+database itself stays consistent). ``synchronous="FULL"`` fsyncs the WAL on every commit and
+survives power loss at the price of one fsync per request.
+
+Money is stored as TEXT (plain decimal notation) so it round-trips exactly as ``Decimal``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import astuple, dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+_COLUMNS = (
+    ("ts", "REAL NOT NULL"),
+    ("request_id", "TEXT NOT NULL"),
+    ("key_id", "TEXT"),
+    ("task", "TEXT NOT NULL"),
+    ("tier", "TEXT NOT NULL"),
+    ("route", "TEXT NOT NULL"),
+    ("deployment", "TEXT NOT NULL"),
+    ("status", "INTEGER NOT NULL"),
+    ("prompt_tokens", "INTEGER NOT NULL"),
+    ("completion_tokens", "INTEGER NOT NULL"),
+    ("usage_source", "TEXT NOT NULL"),
+    ("cost_usd", "TEXT NOT NULL"),
+    ("counterfactual_usd", "TEXT NOT NULL"),
+    ("latency_s", "REAL NOT NULL"),
+    ("ttft_s", "REAL"),
+    ("stream", "INTEGER NOT NULL"),
+    ("attempts", "INTEGER NOT NULL"),
+    ("fallbacks", "INTEGER NOT NULL"),
+)
+_FIELDS = tuple(name for name, _ in _COLUMNS)  # the order of LedgerRow's fields (a test pins it)
+_NAMES = ", ".join(_FIELDS)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS usage (id INTEGER PRIMARY KEY, "
+    + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
+    + ");\n"
+    "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);\n"
+    "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts);\n"
+)
+_INSERT = f"INSERT INTO usage ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_SELECT = f"SELECT {_NAMES} FROM usage WHERE ts >= ? ORDER BY ts, id"
+# IS (not =) so that spend(None, ...) sums the requests made without a key.
+_SPEND = "SELECT cost_usd FROM usage WHERE key_id IS ? AND ts >= ?"
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One request as the ledger records it. ``route`` is "" when no model group answered."""
+
+    ts: float
+    request_id: str
+    key_id: str | None
+    task: str
+    tier: str
+    route: str
+    deployment: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    usage_source: str
+    cost_usd: Decimal
+    counterfactual_usd: Decimal
+    latency_s: float
+    ttft_s: float | None
+    stream: bool
+    attempts: int
+    fallbacks: int
+
+    def __post_init__(self) -> None:
+        for name in ("cost_usd", "counterfactual_usd"):
+            value = getattr(self, name)
+            # A float here would be stored inexactly and break every later sum.
+            if not isinstance(value, Decimal) or not value.is_finite():
+                raise TypeError(f"LedgerRow.{name} must be a finite Decimal, got {value!r}")
+
+
+def _to_db(row: LedgerRow) -> tuple[Any, ...]:
+    values = list(astuple(row))
+    for index, value in enumerate(values):
+        if isinstance(value, Decimal):
+            values[index] = format(value, "f")  # no exponent: readable in the sqlite3 shell
+        elif isinstance(value, bool):
+            values[index] = int(value)
+    return tuple(values)
+
+
+def _from_db(record: tuple[Any, ...]) -> LedgerRow:
+    values = dict(zip(_FIELDS, record, strict=True))
+    values["cost_usd"] = Decimal(values["cost_usd"])
+    values["counterfactual_usd"] = Decimal(values["counterfactual_usd"])
+    values["stream"] = bool(values["stream"])
+    return LedgerRow(**values)
+
+
+class Ledger:
+    """The usage ledger on one SQLite connection, shared by threads under a lock.
+
+    ``append`` commits before it returns (autocommit, one INSERT per row), so a row is durable as
+    described in the module docstring by the time the request is acknowledged.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        timeout: float = 5.0,
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        # isolation_level=None: autocommit, so each INSERT is its own committed transaction.
+        # timeout: how long to wait on another process's lock (the CLI reading while we write).
+        self._conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=timeout
+        )
+        self._lock = threading.Lock()
+        try:
+            self._setup(synchronous)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self, synchronous: str) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(
+                f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})"
+            )
+        conn.executescript(f"BEGIN;\n{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+
+    @property
+    def journal_mode(self) -> str:
+        """The journal mode SQLite actually uses ("wal"; ":memory:" databases report "memory")."""
+        with self._lock:
+            return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def append(self, row: LedgerRow) -> None:
+        """Record one request; committed when this returns."""
+        values = _to_db(row)
+        with self._lock:
+            self._conn.execute(_INSERT, values)
+
+    def rows(self, since: float | None = None) -> list[LedgerRow]:
+        """Every row with ``ts >= since`` (all rows when None), oldest first."""
+        start = float("-inf") if since is None else since
+        with self._lock:
+            records = self._conn.execute(_SELECT, (start,)).fetchall()
+        return [_from_db(record) for record in records]
+
+    def spend(self, key_id: str | None, since: float | None = None) -> Decimal:
+        """Exact sum of ``cost_usd`` for one key (None: keyless requests) with ``ts >= since``."""
+        start = float("-inf") if since is None else since
+        # Summed here, not with SQL SUM(): SQLite would add the TEXT amounts as binary floats.
+        with self._lock:
+            costs = self._conn.execute(_SPEND, (key_id, start)).fetchall()
+        return sum((Decimal(cost) for (cost,) in costs), Decimal(0))
+
+    def close(self) -> None:
+        """Close the connection (idempotent); a clean close also checkpoints the WAL."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

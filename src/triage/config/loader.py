@@ -53,13 +53,13 @@ def parse_config(text: str, env: Mapping[str, str], *, source: str = "<config>")
 def build_config(data: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
     problems: list[str] = []
     resolved = _resolve_env(data, env, "", problems)
+    config: Config | None = None
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
         problems += [_describe(err) for err in exc.errors()]
-        raise ConfigError(source, problems) from None
-    problems += [f"{path}: {message}" for path, message in check_references(config)]
-    if problems:
+    problems += [f"{path}: {message}" for path, message in check_references(resolved)]
+    if problems or config is None:
         raise ConfigError(source, problems)
     return config
 

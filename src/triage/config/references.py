@@ -1,80 +1,90 @@
 """Cross-reference checks: every model group, task and fallback a config names must exist.
 
-Returns errors as (YAML path, message) pairs so the loader can report all of them at once.
+They run on the raw (env-resolved) mapping, so they report alongside shape errors in the same
+pass: an operator sees a typo'd key, a missing env var and a fallback to an unknown group at once.
+Returns (YAML path, message) pairs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from triage.classify import TASKS
-from triage.config.routes import Route
-from triage.config.schema import Config, FallbackList
 
 Problem = tuple[str, str]
+FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 
-def check_references(config: Config) -> list[Problem]:
-    groups = set(config.groups)
-    problems: list[Problem] = []
-    problems += _duplicate_ids(config)
-    problems += _route_refs(config, groups)
-    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
-        value: FallbackList = getattr(config.router_settings, key)
-        problems += _fallback_refs(f"router_settings.{key}", value, groups)
-    for i, alias in enumerate(config.triage.aliases):
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def check_references(data: Mapping[str, Any]) -> list[Problem]:
+    entries = [_map(e) for e in _list(data.get("model_list"))]
+    groups = {str(e.get("model_name")) for e in entries if e.get("model_name")}
+    problems = _duplicate_ids(entries)
+    router = _map(data.get("router_settings"))
+    for key in FALLBACK_KEYS:
+        problems += _fallback_refs(f"router_settings.{key}", router.get(key), groups)
+    triage = _map(data.get("triage"))
+    problems += _route_refs(triage, groups)
+    for i, alias in enumerate(_list(triage.get("aliases"))):
         if alias in groups:
             problems.append((f"triage.aliases[{i}]", f'"{alias}" is also a model group name'))
     return problems
 
 
-def _duplicate_ids(config: Config) -> list[Problem]:
+def _duplicate_ids(entries: list[Mapping[str, Any]]) -> list[Problem]:
     seen: set[str] = set()
     problems: list[Problem] = []
-    for i, deployment in enumerate(config.model_list):
-        if deployment.id in seen:
+    for i, entry in enumerate(entries):
+        ident = _map(entry.get("model_info")).get("id")
+        if ident in seen:
             problems.append(
-                (f"model_list[{i}].model_info.id", f'duplicate deployment id "{deployment.id}"')
+                (f"model_list[{i}].model_info.id", f'duplicate deployment id "{ident}"')
             )
-        seen.add(deployment.id)
+        seen.add(str(ident))
     return problems
 
 
-def _route_refs(config: Config, groups: set[str]) -> list[Problem]:
-    settings = config.triage
+def _route_refs(triage: Mapping[str, Any], groups: set[str]) -> list[Problem]:
     problems: list[Problem] = []
-    if settings.default_route is not None:
-        problems += _groups_exist("triage.default_route", settings.default_route, groups)
-    for task, route in settings.routes.items():
+    problems += _groups_exist("triage.default_route", triage.get("default_route"), groups)
+    for task, route in _map(triage.get("routes")).items():
         if task not in TASKS:
             problems.append((f"triage.routes.{task}", f'unknown task "{task}"'))
         problems += _groups_exist(f"triage.routes.{task}", route, groups)
-    if settings.escalate is not None:
-        problems += _groups_exist("triage.escalate.route", settings.escalate.route, groups)
-    for task in settings.examples:
-        if task not in TASKS:
-            problems.append((f"triage.examples.{task}", f'unknown task "{task}"'))
-    for task in settings.tiers:
-        if task not in TASKS:
-            problems.append((f"triage.tiers.{task}", f'unknown task "{task}"'))
+    escalate = _map(triage.get("escalate"))
+    problems += _groups_exist("triage.escalate.route", escalate.get("route"), groups)
+    for key in ("examples", "tiers"):
+        problems += [
+            (f"triage.{key}.{task}", f'unknown task "{task}"')
+            for task in _map(triage.get(key))
+            if task not in TASKS
+        ]
     return problems
 
 
-def _groups_exist(path: str, route: Route, groups: set[str]) -> list[Problem]:
+def _groups_exist(path: str, route: Any, groups: set[str]) -> list[Problem]:
+    if isinstance(route, Mapping):
+        route, path = route.get("groups"), f"{path}.groups"
     return [
         (f"{path}[{i}]", f'unknown model group "{name}"')
-        for i, name in enumerate(route.groups)
+        for i, name in enumerate(_list(route))
         if name not in groups
     ]
 
 
-def _fallback_refs(path: str, fallbacks: FallbackList, groups: set[str]) -> list[Problem]:
+def _fallback_refs(path: str, fallbacks: Any, groups: set[str]) -> list[Problem]:
     problems: list[Problem] = []
-    for i, entry in enumerate(fallbacks):
-        for source, targets in entry.items():
+    for i, entry in enumerate(_list(fallbacks)):
+        for source, targets in _map(entry).items():
             if source not in groups:
                 problems.append((f"{path}[{i}].{source}", f'unknown model group "{source}"'))
-            problems += [
-                (f"{path}[{i}].{source}[{j}]", f'unknown model group "{target}"')
-                for j, target in enumerate(targets)
-                if target not in groups
-            ]
+            problems += _groups_exist(f"{path}[{i}].{source}", targets, groups)
     return problems

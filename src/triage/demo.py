@@ -84,8 +84,9 @@ def _config(local: str, cloud: str, ledger: Path) -> dict[str, Any]:
     return {
         "model_list": [
             dep("local-small", "hosted_vllm/llama-3.2-3b", local, local=True, gpu_hour_cost=0.6),
-            dep("local-coder", "hosted_vllm/qwen2.5-coder-7b", local, local=True,
-                gpu_hour_cost=1.2),
+            dep(
+                "local-coder", "hosted_vllm/qwen2.5-coder-7b", local, local=True, gpu_hour_cost=1.2
+            ),
             dep("cloud-large", "openai/gpt-4o", cloud),
         ],
         "router_settings": {"num_retries": 1, "fallbacks": [{"local-small": ["cloud-large"]}]},
@@ -113,7 +114,7 @@ def _workload(base_url: str) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"n": 0, "ms": 0.0, "cost": 0.0, "where": set()}
     )
-    for i, (task, prompts) in enumerate(sorted(SAMPLES.items())):
+    for i, (_task, prompts) in enumerate(sorted(SAMPLES.items())):
         for prompt in prompts:
             started = time.perf_counter()
             raw = client.chat.completions.with_raw_response.create(
@@ -143,8 +144,7 @@ def _print(table: dict[str, dict[str, Any]]) -> None:
     for task, row in sorted(table.items()):
         where = ",".join(sorted(row["where"]))
         print(
-            f"{task:18} {row['n']:>3} {where:28} {row['ms'] / row['n']:>8.1f} "
-            f"{row['cost']:>12.8f}"
+            f"{task:18} {row['n']:>3} {where:28} {row['ms'] / row['n']:>8.1f} {row['cost']:>12.8f}"
         )
 
 
@@ -164,8 +164,10 @@ def main() -> int:
             _wait(url + "/health", proc)
         print(f"fake local backend on {local}, fake cloud API on {cloud} (+120 ms)")
         procs.append(
-            _start(["triage.cli", "serve", "--config", str(config_path), "--port",
-                    str(triage_port)], env)
+            _start(
+                ["triage.cli", "serve", "--config", str(config_path), "--port", str(triage_port)],
+                env,
+            )
         )
         base = f"http://127.0.0.1:{triage_port}"
         _wait(base + "/health", procs[-1])

@@ -54,6 +54,8 @@ class Store(Protocol):
     def latency(self, deployment: str, *, stream: bool) -> float | None: ...
     def in_flight(self, deployment: str) -> int: ...
     def set_reachable(self, deployment: str, reachable: bool) -> None: ...
+    def samples(self, deployment: str) -> int: ...
+    def tick(self, key: str) -> int: ...
 
 
 class MemoryStore:
@@ -66,6 +68,7 @@ class MemoryStore:
     def __init__(self, breaker: BreakerSettings | None = None) -> None:
         self.breaker = breaker or BreakerSettings()
         self._entries: dict[str, _Entry] = {}
+        self._ticks: dict[str, int] = {}
 
     def _get(self, deployment: str) -> _Entry:
         entry = self._entries.get(deployment)
@@ -98,10 +101,13 @@ class MemoryStore:
         entry.probing = False
         entry.unreachable = False
         entry.samples += 1
+        # Plain mean over the first samples (the very first one pays for connection setup),
+        # then an exponential average that follows change.
+        alpha = max(self.ALPHA, 1.0 / entry.samples)
         if latency is not None:
-            entry.latency = _ewma(entry.latency, latency, self.ALPHA)
+            entry.latency = _ewma(entry.latency, latency, alpha)
         if ttft is not None:
-            entry.ttft = _ewma(entry.ttft, ttft, self.ALPHA)
+            entry.ttft = _ewma(entry.ttft, ttft, alpha)
 
     def record_failure(self, deployment: str, now: float, *, trips: bool = True) -> None:
         """A failed attempt; `trips=False` for failures that say nothing of its health."""
@@ -143,6 +149,15 @@ class MemoryStore:
 
     def set_reachable(self, deployment: str, reachable: bool) -> None:
         self._get(deployment).unreachable = not reachable
+
+    def samples(self, deployment: str) -> int:
+        return self._get(deployment).samples
+
+    def tick(self, key: str) -> int:
+        """A per-key request counter (drives deterministic exploration)."""
+        value = self._ticks.get(key, 0) + 1
+        self._ticks[key] = value
+        return value
 
 
 def _ewma(previous: float | None, sample: float, alpha: float) -> float:

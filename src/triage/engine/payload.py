@@ -15,6 +15,16 @@ from triage.engine.base import Call
 
 # Providers that understand `max_completion_tokens` themselves; everyone else gets `max_tokens`.
 KNOWS_MAX_COMPLETION_TOKENS = frozenset({"openai", "azure"})
+OPENAI_HOSTS = ("openai.com", "azure.com")
+
+
+def knows_max_completion_tokens(deployment: Deployment) -> bool:
+    """Only OpenAI's own API (its reasoning models reject `max_tokens`) gets the newer name;
+    `openai/…` pointed at another server (Ollama's /v1, TGI, llama.cpp) gets `max_tokens`."""
+    params = deployment.litellm_params
+    if params.provider not in KNOWS_MAX_COMPLETION_TOKENS:
+        return False
+    return params.api_base is None or any(host in params.api_base for host in OPENAI_HOSTS)
 
 
 def upstream_body(deployment: Deployment, call: Call) -> dict[str, Any]:
@@ -23,7 +33,7 @@ def upstream_body(deployment: Deployment, call: Call) -> dict[str, Any]:
         body["stream"] = call.stream
     limit = body.pop("max_completion_tokens", None)
     if limit is not None:
-        if deployment.litellm_params.provider in KNOWS_MAX_COMPLETION_TOKENS:
+        if knows_max_completion_tokens(deployment):
             body["max_completion_tokens"] = limit
         else:
             body.setdefault("max_tokens", limit)

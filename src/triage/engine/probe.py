@@ -10,7 +10,7 @@ DEFAULT_BASES = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "groq": "https://api.groq.com/openai/v1",
-    "together_ai": "https://api.together.xyz/v1",
+    "together_ai": "https://api.together.ai/v1",
     "ollama": "http://127.0.0.1:11434",
     "ollama_chat": "http://127.0.0.1:11434",
 }

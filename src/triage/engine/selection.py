@@ -1,8 +1,9 @@
 """Choosing a deployment inside a model group, by the configured routing strategy.
 
 `latency-based-routing` ranks by the running latency average (time to first token for streams),
-tries unmeasured deployments first, and explores a random healthy one with probability
-`EXPLORE` so that a deployment that has become fast again is noticed.
+tries each deployment `WARMUP` times first, and on every `EXPLORE_EVERY`-th request of a group
+sends the request to the runner-up instead, so a deployment that has become fast again is noticed
+within a bounded number of requests. Exploration is counted, not random, so it is predictable.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 from triage.config.schema import Deployment
 from triage.state import Store
 
-EXPLORE = 0.05
+WARMUP = 3
+EXPLORE_EVERY = 10
 
 
 def rank(
@@ -29,22 +31,21 @@ def rank(
     if strategy == "least-busy":
         return sorted(deployments, key=lambda d: store.in_flight(d.id))
     if strategy == "latency-based-routing":
-        return _by_latency(deployments, store, rng, stream=stream)
+        return _by_latency(deployments, store, stream=stream)
     return _weighted_shuffle(deployments, rng)
 
 
 def _by_latency(
-    deployments: Sequence[Deployment], store: Store, rng: random.Random, *, stream: bool
+    deployments: Sequence[Deployment], store: Store, *, stream: bool
 ) -> list[Deployment]:
-    unmeasured = [d for d in deployments if store.latency(d.id, stream=stream) is None]
-    if unmeasured:
-        rng.shuffle(unmeasured)
-        return unmeasured + [d for d in deployments if d not in unmeasured]
+    warming = [d for d in deployments if store.samples(d.id) < WARMUP]
+    if warming:
+        warming.sort(key=lambda d: store.samples(d.id))
+        return warming + [d for d in deployments if d not in warming]
     ordered = sorted(deployments, key=lambda d: store.latency(d.id, stream=stream) or 0.0)
-    if rng.random() < EXPLORE:
-        explored = rng.choice(ordered[1:])
-        ordered.remove(explored)
-        ordered.insert(0, explored)
+    key = "latency:" + ",".join(d.id for d in deployments)
+    if store.tick(key) % EXPLORE_EVERY == 0:
+        ordered[0], ordered[1] = ordered[1], ordered[0]
     return ordered
 
 

@@ -31,11 +31,12 @@ def _load(path: str) -> Config:
 
 def app_factory() -> Any:
     """uvicorn's factory for `--workers N`: each worker builds its own app from the config."""
+    from triage import logs
     from triage.api import create_app
 
-    return create_app(
-        _load(os.environ[CONFIG_ENV]), multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    )
+    config = _load(os.environ[CONFIG_ENV])
+    logs.configure(config.server.log_level)
+    return create_app(config, multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -58,8 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
         )
         return 0
+    from triage import logs
     from triage.api import create_app
 
+    logs.configure(config.server.log_level)
     uvicorn.run(
         create_app(config),
         host=host,

@@ -8,7 +8,7 @@ by the config. With several workers, prometheus-client's multiprocess mode aggre
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
@@ -105,4 +105,11 @@ class Metrics:
             ["detector"],
             registry=r,
         )
-        self.config_info = Info("triage_config", "The loaded config", registry=r)
+        # A gauge rather than an Info: Info is not supported in multiprocess mode.
+        self.config_info = Gauge(
+            "triage_config_info",
+            "1, labelled with the version and the loaded config's shape",
+            ["version", "deployments", "groups"],
+            registry=r,
+            multiprocess_mode="max",
+        )

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from triage import __version__
 from triage.accounting import Accountant
-from triage.api import chat, embeddings, errors, health, metrics_endpoint, models
+from triage.api import chat, embeddings, errors, health, insight, metrics_endpoint, models
 from triage.api.deps import AppState
 from triage.classify import Classifier
 from triage.config.schema import Config, Deployment
@@ -69,6 +69,7 @@ def create_app(
             clock=clock,
             rng=rng,
             context_window=lambda d: prices.context_window(d.litellm_params.model),
+            on_cooldown=lambda deployment_id: metrics.cooldowns.labels(deployment_id).inc(),
         )
     ledger = Ledger(config.triage.ledger.path) if config.triage.ledger.enabled else None
     accountant = Accountant(config, prices, metrics, ledger, wall_clock)
@@ -100,15 +101,11 @@ def create_app(
             "ledger": ledger,
         },
     )
-    metrics.config_info.info(
-        {
-            "version": __version__,
-            "deployments": str(len(config.model_list)),
-            "groups": ",".join(sorted(config.groups)),
-        }
-    )
+    metrics.config_info.labels(
+        __version__, str(len(config.model_list)), str(len(config.groups))
+    ).set(1)
     errors.install(app)
-    for module in (chat, embeddings, models, health, metrics_endpoint):
+    for module in (chat, embeddings, models, health, metrics_endpoint, insight):
         app.include_router(module.router)
     return app
 

@@ -73,6 +73,7 @@ class Engine:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         context_window: Callable[[Deployment], int | None] = lambda d: None,
+        on_cooldown: Callable[[str], None] = lambda deployment_id: None,
     ) -> None:
         self.config = config
         self.lane = lanes
@@ -81,6 +82,7 @@ class Engine:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.context_window = context_window
+        self.on_cooldown = on_cooldown
         self.groups: Mapping[str, list[Deployment]] = config.groups
 
     async def complete(self, plan: RoutePlan, call: Call) -> tuple[Reply, Outcome]:
@@ -256,6 +258,8 @@ class Engine:
         self.store.release(deployment.id)
         # Client-caused failures say nothing about the deployment's health.
         self.store.record_failure(deployment.id, now, trips=err.retryable)
+        if err.retryable and self.store.cooldown_remaining(deployment.id, now) > 0:
+            self.on_cooldown(deployment.id)
         run.attempts.append(
             AttemptRecord(
                 group,

@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 CONFIG ?= config.example.yaml
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: venv demo test lint typecheck unit run bench chaos clean
+.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real
 
 venv: $(STAMP)
 
@@ -31,8 +31,24 @@ unit: venv
 
 test: lint typecheck unit
 
+# A real llama.cpp server (llama-cpp-python, built from its sdist: ~7 min cold on 2 cores, once;
+# it stays in the venv) in front of a tiny model the suite generates itself.
+REAL_CMAKE_ARGS = -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+
+test-real: venv
+	@$(BIN)/python -c "import llama_cpp, gguf, sentencepiece, sse_starlette" 2>/dev/null || \
+		CMAKE_ARGS="$(REAL_CMAKE_ARGS)" nice -n 10 $(BIN)/pip install --no-cache-dir \
+			-c constraints.txt -r requirements-real.txt
+	$(BIN)/pytest -q -m real tests/real
+
 run: venv
 	$(BIN)/triage serve --config $(CONFIG)
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+chaos: venv
+	$(BIN)/python -m tests.chaos --requests 1000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo

@@ -16,7 +16,7 @@ from triage.classify import TASKS, Classification, Classifier
 from triage.config.schema import Config
 from triage.engine.base import Call, CallKind, Chunk, Outcome
 from triage.engine.runner import Engine
-from triage.errors import BadRequest, TriageError
+from triage.errors import BadRequest, TriageError, http_status
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
 from triage.normalize import normalize_chunk, normalize_reply
@@ -128,7 +128,7 @@ class Service:
         try:
             reply, outcome = await self.engine.complete(plan, call)
         except TriageError as err:
-            self._finish(record, err.status if not hasattr(err, "http_status") else 502)
+            self._finish(record, http_status(err))
             raise
         body = normalize_reply(kind, reply.body, outcome.deployment)
         record.outcome = outcome
@@ -142,7 +142,7 @@ class Service:
         try:
             start = await self.engine.stream(plan, call)
         except TriageError as err:
-            self._finish(record, err.status)
+            self._finish(record, http_status(err))
             raise
         record.outcome = start.outcome
         record.ttft = self.clock() - record.started
@@ -173,7 +173,7 @@ class Service:
                 chunk = await anext(iterator, None)
             status = 200
         except TriageError as err:
-            status = err.status
+            status = http_status(err)
             raise
         finally:
             record.usage = usage_from(

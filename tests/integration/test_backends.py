@@ -35,7 +35,7 @@ def _app(entry: dict[str, Any], lane: str | None = None) -> Any:
         if lane
         else Lanes(config, http_client="httpx")
     )
-    return create_app(config, lanes=lanes.for_deployment)
+    return create_app(config, lanes=lanes)
 
 
 @pytest.mark.parametrize(

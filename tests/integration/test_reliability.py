@@ -23,7 +23,7 @@ MSG = [{"role": "user", "content": "hello"}]
 
 def _gateway(config_data: dict[str, Any], lane: str) -> Any:
     config = config_from(config_data)
-    return serve(create_app(config, lanes=Lanes(config, force=lane).for_deployment))  # type: ignore[arg-type]
+    return serve(create_app(config, lanes=Lanes(config, force=lane)))  # type: ignore[arg-type]
 
 
 def _chat(url: str, model: str = "a", **extra: Any) -> httpx.Response:

@@ -36,7 +36,7 @@ async def test_respx_sees_the_request_litellm_sends_upstream() -> None:
         {"model_list": [deployment("cloud", "openai/gpt-4o-mini", params={"api_key": "sk-test"})]}
     )
     lanes = Lanes(config, http_client="httpx", force="litellm")
-    app = create_app(config, lanes=lanes.for_deployment)
+    app = create_app(config, lanes=lanes)
     with respx.mock(assert_all_called=True) as mock:
         route = mock.post("https://api.openai.com/v1/chat/completions").mock(
             return_value=httpx.Response(200, json=OPENAI_REPLY)

@@ -21,8 +21,7 @@ from triage.accounting import Accountant
 from triage.api import chat, embeddings, errors, health, insight, metrics_endpoint, models
 from triage.api.deps import AppState
 from triage.classify import Classifier
-from triage.config.schema import Config, Deployment
-from triage.engine.base import Transport
+from triage.config.schema import Config
 from triage.engine.lanes import Lanes
 from triage.engine.runner import Engine
 from triage.ledger import Ledger
@@ -48,7 +47,7 @@ def create_app(
     clock: Callable[[], float] | None = None,
     wall_clock: Callable[[], float] = time.time,
     classifier: Classifier | None = None,
-    lanes: Callable[[Deployment], Transport] | None = None,
+    lanes: Lanes | None = None,
     store: Store | None = None,
     rng: random.Random | None = None,
     multiproc_dir: str | None = None,
@@ -60,11 +59,11 @@ def create_app(
         BreakerSettings(allowed_fails=rs.allowed_fails, cooldown_time=rs.cooldown_time)
     )
     prices = PriceBook()
-    lane_set = Lanes(config) if lanes is None else None
+    lane_set = lanes or Lanes(config)
     if engine is None:
         engine = Engine(
             config,
-            lanes or (lane_set.for_deployment if lane_set else _no_lane),
+            lane_set.for_deployment,
             store,
             clock=clock,
             rng=rng,
@@ -82,8 +81,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await probe_client.aclose()
-        if lane_set is not None:
-            await lane_set.close()
+        await lane_set.close()
         if ledger is not None:
             ledger.close()
 
@@ -118,7 +116,3 @@ def _refresh_gauges(config: Config, engine: Engine, metrics: Metrics) -> None:
             metrics.deployment_state.labels(deployment.id, candidate.value).set(
                 1 if candidate is current else 0
             )
-
-
-def _no_lane(deployment: Deployment) -> Transport:
-    raise AssertionError(f"no lane for {deployment.id}")

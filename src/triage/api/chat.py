@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from triage.api.deps import meta, parse, state
-from triage.api.sse import frames
+from triage.api.sse import EventStream, frames
 from triage.engine.base import CallKind
 from triage.protocol import ChatCompletionRequest, CompletionRequest
 from triage.protocol import Request as Body
@@ -18,11 +18,7 @@ router = APIRouter()
 async def _serve(request: Request, kind: CallKind, body: Body) -> Response:
     answer = await state(request).service.handle(kind, body, meta(request))
     if isinstance(answer, StreamAnswer):
-        return StreamingResponse(
-            frames(answer.chunks),
-            media_type="text/event-stream",
-            headers={**answer.headers, "cache-control": "no-cache"},
-        )
+        return EventStream(frames(answer.chunks), {**answer.headers, "cache-control": "no-cache"})
     return JSONResponse(answer.body, headers=answer.headers)
 
 

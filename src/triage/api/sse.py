@@ -1,9 +1,17 @@
-"""SSE framing: `data: {json}` frames, an error event if the stream fails, always `[DONE]`."""
+"""SSE framing: `data: {json}` frames, an error event if the stream fails, always `[DONE]`.
+
+`EventStream` closes the chunk pipeline itself when the response ends for any reason, including
+a client that went away: Starlette does not close a body iterator, and leaving it to the garbage
+collector would let the upstream keep generating for a client that is gone.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from triage.api.errors import sse_error
 from triage.engine.base import Chunk
@@ -12,10 +20,27 @@ from triage.errors import TriageError
 DONE = b"data: [DONE]\n\n"
 
 
-async def frames(chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
+async def frames(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[bytes, None]:
     try:
-        async for chunk in chunks:
-            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
-    except TriageError as err:
-        yield sse_error(err)
-    yield DONE
+        try:
+            async for chunk in chunks:
+                yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        except TriageError as err:
+            yield sse_error(err)
+        yield DONE
+    finally:
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+class EventStream(StreamingResponse):
+    def __init__(self, body: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
+        super().__init__(body, media_type="text/event-stream", headers=headers)
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._body.aclose()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from triage.classify import TASKS
+from triage.config.schema import OPENAI_PROTOCOL_PROVIDERS
 
 Problem = tuple[str, str]
 FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
@@ -27,7 +28,7 @@ def _list(value: Any) -> list[Any]:
 def check_references(data: Mapping[str, Any]) -> list[Problem]:
     entries = [_map(e) for e in _list(data.get("model_list"))]
     groups = {str(e.get("model_name")) for e in entries if e.get("model_name")}
-    problems = _duplicate_ids(entries)
+    problems = _duplicate_ids(entries) + _lane_fits(entries)
     router = _map(data.get("router_settings"))
     for key in FALLBACK_KEYS:
         problems += _fallback_refs(f"router_settings.{key}", router.get(key), groups)
@@ -49,6 +50,24 @@ def _duplicate_ids(entries: list[Mapping[str, Any]]) -> list[Problem]:
                 (f"model_list[{i}].model_info.id", f'duplicate deployment id "{ident}"')
             )
         seen.add(str(ident))
+    return problems
+
+
+def _lane_fits(entries: list[Mapping[str, Any]]) -> list[Problem]:
+    """A deployment pinned to the native lane must speak the OpenAI protocol."""
+    problems: list[Problem] = []
+    for i, entry in enumerate(entries):
+        model = _map(entry.get("litellm_params")).get("model")
+        provider = model.split("/", 1)[0] if isinstance(model, str) else None
+        lane = _map(entry.get("model_info")).get("lane")
+        if lane == "native" and provider and provider not in OPENAI_PROTOCOL_PROVIDERS:
+            problems.append(
+                (
+                    f"model_list[{i}].model_info.lane",
+                    f'provider "{provider}" does not speak the OpenAI protocol, so it cannot '
+                    'use the "native" lane; use "litellm" or "auto"',
+                )
+            )
     return problems
 
 

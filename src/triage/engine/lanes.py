@@ -1,20 +1,54 @@
-"""Which lane carries each deployment: litellm for providers that need translation, the native
-lane (when present) for deployments that already speak the OpenAI protocol."""
+"""Which lane carries each deployment: the native lane for deployments that already speak the
+OpenAI protocol, litellm for providers that need translation.
+
+A deployment's own `model_info.lane` wins; "auto" defers to `triage.lane`, and "auto"/"native"
+there send OpenAI-protocol deployments native. `references.py` rejects a deployment pinned to the
+native lane that cannot be carried by it.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from triage.config.schema import Config, Deployment
 from triage.engine.base import Transport
 from triage.engine.litellm_engine import HttpClient, LiteLLMLane
+from triage.engine.native import NativeLane
+
+LaneName = Literal["native", "litellm"]
+
+
+def lane_name(config: Config, deployment: Deployment) -> LaneName:
+    """The lane a deployment is carried by under `config`."""
+    chosen = deployment.model_info.lane
+    if chosen != "auto":
+        return chosen
+    if config.triage.lane == "litellm" or not deployment.speaks_openai:
+        return "litellm"
+    return "native"
 
 
 class Lanes:
-    def __init__(self, config: Config, *, http_client: HttpClient = "aiohttp") -> None:
+    """Both lanes, built once per app; `force` pins every deployment to one lane (tests)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        http_client: HttpClient = "aiohttp",
+        force: LaneName | None = None,
+    ) -> None:
         self.config = config
+        self.force = force
         self.litellm = LiteLLMLane(config, http_client=http_client)
+        self.native = NativeLane()
 
     def for_deployment(self, deployment: Deployment) -> Transport:
-        return self.litellm
+        name = self.force or lane_name(self.config, deployment)
+        return self.native if name == "native" else self.litellm
 
     async def close(self) -> None:
-        await self.litellm.close()
+        try:
+            await self.native.close()
+        finally:
+            await self.litellm.close()

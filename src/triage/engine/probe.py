@@ -5,12 +5,11 @@ from __future__ import annotations
 import httpx
 
 from triage.config.schema import Deployment
+from triage.engine.native import DEFAULT_API_BASES
 
 DEFAULT_BASES = {
-    "openai": "https://api.openai.com/v1",
+    **DEFAULT_API_BASES,
     "anthropic": "https://api.anthropic.com",
-    "groq": "https://api.groq.com/openai/v1",
-    "together_ai": "https://api.together.ai/v1",
     "ollama": "http://127.0.0.1:11434",
     "ollama_chat": "http://127.0.0.1:11434",
 }

@@ -111,7 +111,9 @@ class Engine:
         deadline = self.clock() + plan.deadline
         (upstream, first), outcome = await self._run(plan, call, attempt, release=False)
         outcome.ttft = outcome.upstream_seconds
-        rest = self._relay(upstream, outcome, min(deadline, self.clock() + plan.timeout))
+        params = outcome.deployment.litellm_params
+        total = params.stream_timeout or params.timeout or plan.timeout
+        rest = self._relay(upstream, outcome, min(deadline, self.clock() + total))
         return StreamStart(first=first, rest=rest, outcome=outcome)
 
     async def _relay(

@@ -1,0 +1,311 @@
+"""The native lane: a `Transport` for deployments that already speak the OpenAI protocol.
+
+vLLM, llama.cpp, Ollama `/v1`, TGI `/v1`, OpenAI, Groq, Together and friends need no
+translation, so this lane forwards the allow-listed body itself over one pooled
+`aiohttp.ClientSession` instead of going through litellm (about 5 ms per request and 1 ms per
+stream chunk). Like every transport it makes exactly one call and maps its failures onto
+`triage.errors` (native_errors.py); retries, fallbacks and deadlines belong to the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+from triage import __version__
+from triage.config.schema import Deployment
+from triage.engine.base import Call, CallKind, Chunk, Reply, Timeouts
+from triage.engine.native_errors import (
+    ErrorInfo,
+    inband_error,
+    network_error,
+    read_error_body,
+    status_error,
+)
+from triage.engine.payload import upstream_body
+from triage.errors import UpstreamConnectionError, UpstreamError, UpstreamRejected
+
+# Where hosted providers listen when a deployment names no api_base (LiteLLM's defaults).
+DEFAULT_API_BASES = {
+    "openai": "https://api.openai.com/v1",
+    "text-completion-openai": "https://api.openai.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+}
+PATHS: dict[CallKind, str] = {
+    "chat": "/chat/completions",
+    "completion": "/completions",
+    "embedding": "/embeddings",
+}
+POOL_LIMIT = 1000  # beyond this, calls queue for a connection instead of exhausting sockets
+# Below the 5 s keep-alive of uvicorn (vLLM, llama-cpp-python): we drop an idle connection
+# before the server does, because a POST sent on one it is closing fails and is not replayed.
+KEEPALIVE_SECONDS = 4.0
+DNS_CACHE_SECONDS = 300
+DONE = b"[DONE]"
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+_CALL_ERRORS = (*NETWORK_ERRORS, ValueError)  # ValueError: aiohttp's invalid URL / header
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one call goes and with which headers; `secret` is kept only to scrub messages."""
+
+    url: str
+    headers: CIMultiDict[str]
+    secret: str | None
+
+
+def target(deployment: Deployment, kind: CallKind) -> Target:
+    params = deployment.litellm_params
+    base = params.api_base or DEFAULT_API_BASES.get(params.provider)
+    if base is None:
+        raise UpstreamRejected(
+            f"deployment `{deployment.id}` has no api_base (provider `{params.provider}`)"
+        )
+    headers: CIMultiDict[str] = CIMultiDict({"User-Agent": f"triage/{__version__}"})
+    secret = params.api_key.get_secret_value() if params.api_key is not None else None
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    if params.organization:
+        headers["OpenAI-Organization"] = params.organization
+    if params.extra_headers:
+        headers.update(params.extra_headers)  # explicit config wins, case-insensitively
+    return Target(base + PATHS[kind], headers, secret or None)
+
+
+def _new_session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=POOL_LIMIT,
+        limit_per_host=0,
+        ttl_dns_cache=DNS_CACHE_SECONDS,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies must never leak across clients
+        json_serialize=partial(json.dumps, separators=(",", ":")),
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=False,  # no process env below cli.py
+    )
+
+
+class NativeLane:
+    """A `Transport` over one pooled aiohttp session, created in the loop that first uses it."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        # A session is bound to the loop it was made in; a lane reused from another loop (one
+        # test after another) gets a fresh one rather than a pool it cannot drive.
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session, self._loop = _new_session(), loop
+        return self._session
+
+    async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply:
+        response, where = await self._post(deployment, call, timeouts)
+        try:
+            raw = await response.read()
+        except NETWORK_ERRORS as exc:
+            raise network_error(exc, deployment, timeouts.connect) from None
+        finally:
+            response.close()  # a no-op once the body is read; aborts a half-read one
+        return Reply(body=_decode_reply(raw, deployment, where.secret))
+
+    async def open_stream(
+        self, deployment: Deployment, call: Call, timeouts: Timeouts
+    ) -> NativeStream:
+        response, where = await self._post(deployment, call, timeouts)
+        if response.content_type == "application/json":
+            # A server that answers a stream request with one JSON document is reporting an
+            # error in-band (or ignoring `stream`): either way there is nothing to relay.
+            await _reject_json_answer(response, deployment, where.secret)
+        return NativeStream(response, deployment, where.secret)
+
+    async def probe(self, deployment: Deployment, timeout: float) -> bool:
+        raise NotImplementedError  # probes are lane-independent (engine/probe.py)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is None or session.closed:
+            return
+        # A session can only be closed in its own loop; one left on a finished loop has no
+        # live connections to close.
+        if self._loop is asyncio.get_running_loop():
+            await session.close()
+
+    async def _post(
+        self, deployment: Deployment, call: Call, timeouts: Timeouts
+    ) -> tuple[aiohttp.ClientResponse, Target]:
+        """Start the call; return the response once its status is known to be a success."""
+        where = target(deployment, call.kind)
+        body = upstream_body_for(deployment, call)
+        try:
+            response = await self._client().post(
+                where.url,
+                json=body,
+                headers=where.headers,
+                # The runner bounds the whole attempt and the first token; only the connect
+                # phase needs its own, shorter limit.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+                allow_redirects=False,
+            )
+        except _CALL_ERRORS as exc:
+            raise network_error(exc, deployment, timeouts.connect) from None
+        if 200 <= response.status < 300:
+            return response, where
+        try:
+            raw = await read_error_body(response)
+        finally:
+            response.close()
+        info = ErrorInfo.from_bytes(raw)
+        raise status_error(deployment, response.status, info, response.headers, where.secret)
+
+
+def upstream_body_for(deployment: Deployment, call: Call) -> dict[str, Any]:
+    """The allow-listed body plus the model name as the deployment knows it (no prefix)."""
+    body = upstream_body(deployment, call)
+    body["model"] = deployment.litellm_params.model_name
+    return body
+
+
+def _decode(raw: bytes, deployment: Deployment, secret: str | None, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise UpstreamError(f"deployment `{deployment.id}` sent a malformed {what}")
+    if document.get("error") is not None or document.get("object") == "error":
+        raise inband_error(deployment, document, secret)
+    return document
+
+
+def _decode_reply(raw: bytes, deployment: Deployment, secret: str | None) -> dict[str, Any]:
+    return _decode(raw, deployment, secret, "answer")
+
+
+async def _reject_json_answer(
+    response: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
+) -> None:
+    try:
+        raw = await read_error_body(response)
+    finally:
+        response.close()
+    _decode(raw, deployment, secret, "answer")
+    raise UpstreamError(f"deployment `{deployment.id}` did not stream its answer")
+
+
+class SSEDecoder:
+    """Incremental server-sent-events parser: bytes in, the `data` of each complete event out.
+
+    Comments, `event:`, `id:` and `retry:` lines are skipped; multi-line data is joined with
+    newlines as the SSE spec says. Works on a bytearray so a long line split across many reads
+    is not copied again on every read.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._data: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        end = self._buffer.rfind(b"\n")
+        if end < 0:
+            return []
+        lines = bytes(self._buffer[:end]).split(b"\n")
+        del self._buffer[: end + 1]
+        return self._lines(lines)
+
+    def flush(self) -> list[bytes]:
+        """At end of input: the unterminated last line and event, if any."""
+        lines = [bytes(self._buffer), b""] if self._buffer else [b""]
+        self._buffer.clear()
+        return self._lines(lines)
+
+    def _lines(self, lines: list[bytes]) -> list[bytes]:
+        events: list[bytes] = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if self._data:
+                    events.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+        return events
+
+
+class NativeStream:
+    """An upstream SSE stream as OpenAI chunk dicts (an `UpstreamStream`).
+
+    It is its own iterator, so the runner can take the first chunk and relay the rest from
+    the same position. `aclose` aborts the connection unless `[DONE]` arrived, so a client
+    that goes away stops generation upstream instead of leaving it to run to the end.
+    """
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
+    ) -> None:
+        self._response = response
+        self._deployment = deployment
+        self._secret = secret
+        self._decoder = SSEDecoder()
+        self._pending: deque[bytes] = deque()
+        self._finished = False
+        self._eof = False
+
+    def __aiter__(self) -> NativeStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        while not self._pending:
+            if self._finished:
+                raise StopAsyncIteration
+            if self._eof:
+                raise UpstreamConnectionError(
+                    f"deployment `{self._deployment.id}`: stream cut before it finished"
+                )
+            await self._fill()
+        data = self._pending.popleft()
+        if data.startswith(DONE):
+            self._finished = True
+            self._pending.clear()
+            raise StopAsyncIteration
+        return _decode(data, self._deployment, self._secret, "stream chunk")
+
+    async def _fill(self) -> None:
+        try:
+            data = await self._response.content.readany()
+        except NETWORK_ERRORS:
+            self._eof = True
+            raise UpstreamConnectionError(
+                f"deployment `{self._deployment.id}`: stream cut before it finished"
+            ) from None
+        if data:
+            self._pending.extend(self._decoder.feed(data))
+        else:
+            self._eof = True
+            self._pending.extend(self._decoder.flush())
+
+    async def aclose(self) -> None:
+        if self._finished or self._eof:
+            self._response.release()
+        else:
+            self._response.close()

@@ -22,9 +22,7 @@ def config_from(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     return build_config(dict(body), env or {}, source="<test>")
 
 
-def deployment(
-    group: str, model: str, api_base: str | None = None, **info: Any
-) -> dict[str, Any]:
+def deployment(group: str, model: str, api_base: str | None = None, **info: Any) -> dict[str, Any]:
     params: dict[str, Any] = {"model": model}
     if api_base is not None:
         params["api_base"] = api_base

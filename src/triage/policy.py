@@ -29,6 +29,8 @@ class RoutePlan:
     tier: str | None = None
     classification: Classification | None = None
     route_name: str = ""
+    local_only: bool = False
+    sensitive: tuple[str, ...] = ()
 
 
 def is_alias(config: Config, model: str) -> bool:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from triage.accounting import Accountant, Record, usage_from
 from triage.classify import TASKS, Classification, Classifier
+from triage.config.auth import KeySpec
 from triage.config.schema import Config
 from triage.engine.base import Call, CallKind, Chunk, Outcome
 from triage.engine.runner import Engine
 from triage.errors import BadRequest, TriageError, http_status
+from triage.guard import Guard
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
 from triage.normalize import normalize_chunk, normalize_reply
@@ -32,6 +35,7 @@ from triage.protocol import (
     forwarded,
 )
 
+ESTIMATED_OUTPUT_TOKENS = 256
 FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
 
 
@@ -39,7 +43,7 @@ FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMB
 class Meta:
     request_id: str
     forced_task: str | None = None
-    key_id: str | None = None
+    authorization: str | None = None
 
 
 @dataclass
@@ -63,8 +67,11 @@ class Service:
         accountant: Accountant,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        guard: Guard | None = None,
     ) -> None:
         self.config = config
+        self.guard = guard or Guard(config.auth)
         self.engine = engine
         self.classifier = classifier
         self.accountant = accountant
@@ -105,9 +112,32 @@ class Service:
         self.metrics.classifications.labels(result.task, result.reason.split(":")[0]).inc()
         return result
 
+    def admit(self, request: Request, meta: Meta) -> tuple[RoutePlan, KeySpec | None]:
+        """Authenticate, cap, plan, authorize, rate-limit and budget-check: all before any
+        upstream call."""
+        key = self.guard.authenticate(meta.authorization)
+        _check_caps(self.config, request)
+        plan = self.plan(request, meta)
+        self.guard.authorize(key, request.model, plan.task)
+        if key is not None and key.data_policy == "local_only":
+            plan = replace(plan, local_only=True)
+        prompt_tokens = _prompt_chars(request) // 4
+        self.guard.admit(key, prompt_tokens)
+        if key is not None and (key.budget.daily_usd or key.budget.monthly_usd):
+            self.guard.check_budget(key, self._estimate_cost(plan, request, prompt_tokens))
+        return plan, key
+
+    def _estimate_cost(self, plan: RoutePlan, request: Request, prompt_tokens: int) -> Decimal:
+        limit = getattr(request, "max_completion_tokens", None) or getattr(
+            request, "max_tokens", None
+        )
+        usage = Usage(prompt_tokens, int(limit or ESTIMATED_OUTPUT_TOKENS), "estimated")
+        first = self.engine.groups[plan.groups[0]]
+        return min(self.accountant.cost_on(d, usage, 0.0) for d in first)
+
     async def handle(self, kind: CallKind, request: Request, meta: Meta) -> Answer | StreamAnswer:
         started = self.clock()
-        plan = self.plan(request, meta)
+        plan, key = self.admit(request, meta)
         stream = bool(getattr(request, "stream", False))
         call = Call(kind, forwarded(request, FIELDS[kind]), stream, _prompt_chars(request))
         record = Record(
@@ -120,7 +150,7 @@ class Service:
             started=started,
             finished=started,
             stream=stream,
-            key_id=meta.key_id,
+            key_id=key.id if key else None,
         )
         self.metrics.in_flight.inc()
         if stream:
@@ -187,6 +217,8 @@ class Service:
         record.finished = self.clock()
         self.metrics.in_flight.dec()
         self.accountant.record(record)
+        tokens = record.usage.total_tokens if record.usage else 0
+        self.guard.record(record.key_id, tokens, record.cost)
 
     def _headers(self, plan: RoutePlan, record: Record) -> dict[str, str]:
         outcome = record.outcome
@@ -205,6 +237,17 @@ class Service:
         if not record.stream:
             headers["x-triage-cost-usd"] = format_usd(record.cost)
         return headers
+
+
+def _check_caps(config: Config, request: Request) -> None:
+    server = config.server
+    messages = getattr(request, "messages", None)
+    if messages is not None and len(messages) > server.max_messages:
+        raise BadRequest(f"at most {server.max_messages} messages", param="messages")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, name, None)
+        if value is not None and value > server.max_tokens:
+            raise BadRequest(f"{name} may be at most {server.max_tokens}", param=name)
 
 
 def _prompt_chars(request: Request) -> int:

@@ -10,15 +10,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from triage import __version__
-from triage.accounting import Accountant
-from triage.api import chat, embeddings, errors, health, insight, metrics_endpoint, models
+from triage.api import admin, chat, embeddings, errors, health, insight, metrics_endpoint, models
 from triage.api.deps import AppState
 from triage.classify import Classifier
 from triage.config.schema import Config
@@ -27,16 +26,8 @@ from triage.engine.runner import Engine
 from triage.ledger import Ledger
 from triage.metering import PriceBook
 from triage.metrics import Metrics
-from triage.service import Service
-from triage.state import BreakerSettings, DeploymentState, MemoryStore, Store
-
-
-def build_classifier(config: Config) -> Classifier:
-    path = config.triage.classifier_path
-    classifier = Classifier.load(Path(path) if path else None)
-    if config.triage.examples:
-        classifier = classifier.with_examples(config.triage.examples)
-    return classifier
+from triage.runtime import Shared, build_runtime, default_store
+from triage.state import Store
 
 
 def create_app(
@@ -51,68 +42,60 @@ def create_app(
     store: Store | None = None,
     rng: random.Random | None = None,
     multiproc_dir: str | None = None,
+    config_source: Callable[[], Config] | None = None,
 ) -> FastAPI:
-    clock = clock or time.monotonic
+    """The app for `config`. `config_source` re-reads the config for POST /admin/reload and
+    SIGHUP; without it, reload answers that there is nothing to reload from."""
     metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
-    rs = config.router_settings
-    store = store or MemoryStore(
-        BreakerSettings(allowed_fails=rs.allowed_fails, cooldown_time=rs.cooldown_time)
-    )
-    prices = PriceBook()
-    lane_set = lanes or Lanes(config)
-    if engine is None:
-        engine = Engine(
-            config,
-            lane_set.for_deployment,
-            store,
-            clock=clock,
-            rng=rng,
-            context_window=lambda d: prices.context_window(d.litellm_params.model),
-            on_cooldown=lambda deployment_id: metrics.cooldowns.labels(deployment_id).inc(),
-        )
     ledger = Ledger(config.triage.ledger.path) if config.triage.ledger.enabled else None
-    accountant = Accountant(config, prices, metrics, ledger, wall_clock)
-    service = Service(
-        config, engine, classifier or build_classifier(config), accountant, metrics, clock
+    shared = Shared(
+        metrics=metrics,
+        store=store or default_store(config),
+        prices=PriceBook(),
+        ledger=ledger,
+        clock=clock or time.monotonic,
+        wall_clock=wall_clock,
+        rng=rng,
     )
+    runtime = build_runtime(config, shared, lanes=lanes, classifier=classifier, engine=engine)
     probe_client = httpx.AsyncClient()
+    app_state = AppState(
+        runtime=runtime,
+        shared=shared,
+        config_source=config_source,
+        extras={
+            "started_at": wall_clock(),
+            "probe_client": probe_client,
+            "multiproc_dir": multiproc_dir,
+            "ledger": ledger,
+        },
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        app_state.watch_sighup()
         yield
         await probe_client.aclose()
-        await lane_set.close()
+        await app_state.close()
         if ledger is not None:
             ledger.close()
 
     app = FastAPI(
         title="Triage", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
-    app.state.triage = AppState(
-        config=config,
-        service=service,
-        extras={
-            "started_at": wall_clock(),
-            "probe_client": probe_client,
-            "multiproc_dir": multiproc_dir,
-            "refresh_gauges": lambda: _refresh_gauges(config, engine, metrics),
-            "ledger": ledger,
-        },
-    )
+    app.state.triage = app_state
     metrics.config_info.labels(
         __version__, str(len(config.model_list)), str(len(config.groups))
     ).set(1)
+    if config.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id", "x-triage-task"],
+            expose_headers=["x-request-id", "x-triage-task", "x-triage-route"],
+        )
     errors.install(app)
-    for module in (chat, embeddings, models, health, metrics_endpoint, insight):
+    for module in (chat, embeddings, models, health, metrics_endpoint, insight, admin):
         app.include_router(module.router)
     return app
-
-
-def _refresh_gauges(config: Config, engine: Engine, metrics: Metrics) -> None:
-    now = engine.clock()
-    for deployment in config.model_list:
-        current = engine.store.state(deployment.id, now)
-        for candidate in DeploymentState:
-            metrics.deployment_state.labels(deployment.id, candidate.value).set(
-                1 if candidate is current else 0
-            )

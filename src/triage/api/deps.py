@@ -2,27 +2,100 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import signal
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from triage.api.errors import validation_error
+from triage.config import ConfigError, summary
 from triage.config.schema import Config
 from triage.errors import BadRequest, PayloadTooLarge
+from triage.runtime import Runtime, Shared, build_runtime
 from triage.service import Meta, Service
+
+log = logging.getLogger("triage.api")
 
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass
 class AppState:
-    config: Config
-    service: Service
-    extras: dict[str, Any]
+    """The app's mutable state: the current runtime (swapped whole on reload) and what
+    outlives it."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        shared: Shared,
+        config_source: Callable[[], Config] | None,
+        extras: dict[str, Any],
+    ) -> None:
+        self.runtime = runtime
+        self.shared = shared
+        self.config_source = config_source
+        self.extras = extras
+        self._retired: list[Runtime] = []
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    @property
+    def service(self) -> Service:
+        return self.runtime.service
+
+    def reload(self) -> Runtime:
+        """Build a runtime from the re-read config and swap it in; raise and keep the old one
+        if the new config is invalid."""
+        if self.config_source is None:
+            raise BadRequest("this server was not started from a config file: nothing to reload")
+        try:
+            config = self.config_source()
+            runtime = build_runtime(config, self.shared)
+        except ConfigError as exc:
+            raise InvalidConfig(exc.problems) from None
+        except (OSError, ValueError) as exc:
+            raise InvalidConfig([str(exc)]) from None
+        self._retired.append(self.runtime)
+        self.runtime = runtime
+        log.warning("config reloaded: %s", summary(config))
+        return runtime
+
+    def watch_sighup(self) -> None:
+        """SIGHUP reloads like POST /admin/reload (only where signals can be installed)."""
+        if self.config_source is None:
+            return
+        # Not possible off the main thread (tests) or where there are no signals.
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload()
+        except InvalidConfig as exc:
+            log.error("config reload refused: %s", "; ".join(exc.problems))
+
+    async def close(self) -> None:
+        for runtime in [*self._retired, self.runtime]:
+            await runtime.lanes.close()
+
+
+class InvalidConfig(BadRequest):
+    default_code = "invalid_config"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            "the new config is invalid; the old one keeps serving: " + "; ".join(problems)
+        )
+        self.problems = problems
 
 
 def state(request: Request) -> AppState:
@@ -55,4 +128,8 @@ def meta(request: Request) -> Meta:
     if not (0 < len(rid) <= 128 and rid.isprintable()):
         rid = uuid.uuid4().hex
     task = request.headers.get("x-triage-task")
-    return Meta(request_id=rid, forced_task=task.strip() if task else None)
+    return Meta(
+        request_id=rid,
+        forced_task=task.strip() if task else None,
+        authorization=request.headers.get("authorization"),
+    )

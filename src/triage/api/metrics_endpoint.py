@@ -10,6 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from triage.api.deps import state
+from triage.metrics import Metrics
+from triage.runtime import Runtime
+from triage.state import DeploymentState
 
 router = APIRouter()
 
@@ -17,11 +20,23 @@ router = APIRouter()
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     app_state = state(request)
-    app_state.extras["refresh_gauges"]()
+    app_state.runtime.guard.authenticate_admin(request.headers.get("authorization"))
+    _refresh_gauges(app_state.runtime, app_state.shared.metrics)
     multiproc_dir = app_state.extras.get("multiproc_dir")
     if multiproc_dir and os.path.isdir(multiproc_dir):
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
     else:
-        registry = app_state.service.metrics.registry
+        registry = app_state.shared.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _refresh_gauges(runtime: Runtime, metrics: Metrics) -> None:
+    engine = runtime.service.engine
+    now = engine.clock()
+    for deployment in runtime.config.model_list:
+        current = engine.store.state(deployment.id, now)
+        for candidate in DeploymentState:
+            metrics.deployment_state.labels(deployment.id, candidate.value).set(
+                1 if candidate is current else 0
+            )

@@ -51,7 +51,7 @@ def parse_config(text: str, env: Mapping[str, str], *, source: str = "<config>")
 
 
 def build_config(data: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
-    problems: list[str] = []
+    problems = _literal_secrets(data)
     resolved = _resolve_env(data, env, "", problems)
     config: Config | None = None
     try:
@@ -76,6 +76,25 @@ def _resolve_env(value: Any, env: Mapping[str, str], path: str, problems: list[s
             return None
         return env[name]
     return value
+
+
+def _literal_secrets(data: dict[str, Any]) -> list[str]:
+    """Client and admin keys must come from the environment (or as a SHA-256 digest)."""
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        return []
+    problems: list[str] = []
+    admin = auth.get("admin_key")
+    if admin is not None and not (isinstance(admin, str) and admin.startswith(ENV_PREFIX)):
+        problems.append("auth.admin_key: must be an os.environ/ reference, not a literal")
+    keys = auth.get("keys")
+    for i, spec in enumerate(keys if isinstance(keys, list) else []):
+        value = spec.get("key") if isinstance(spec, dict) else None
+        if value is not None and not (isinstance(value, str) and value.startswith(ENV_PREFIX)):
+            problems.append(
+                f"auth.keys[{i}].key: must be an os.environ/ reference or use key_sha256"
+            )
+    return problems
 
 
 def _join(path: str, key: str) -> str:

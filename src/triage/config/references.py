@@ -34,9 +34,31 @@ def check_references(data: Mapping[str, Any]) -> list[Problem]:
         problems += _fallback_refs(f"router_settings.{key}", router.get(key), groups)
     triage = _map(data.get("triage"))
     problems += _route_refs(triage, groups)
+    aliases = {str(a) for a in _list(triage.get("aliases"))} if "aliases" in triage else {"auto"}
     for i, alias in enumerate(_list(triage.get("aliases"))):
         if alias in groups:
             problems.append((f"triage.aliases[{i}]", f'"{alias}" is also a model group name'))
+    problems += _key_refs(_map(data.get("auth")), groups | aliases)
+    return problems
+
+
+def _key_refs(auth: Mapping[str, Any], models: set[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(_map(k) for k in _list(auth.get("keys"))):
+        if spec.get("id") in seen:
+            problems.append((f"auth.keys[{i}].id", f'duplicate key id "{spec.get("id")}"'))
+        seen.add(str(spec.get("id")))
+        problems += [
+            (f"auth.keys[{i}].models[{j}]", f'unknown model group or alias "{name}"')
+            for j, name in enumerate(_list(spec.get("models")))
+            if name not in models
+        ]
+        problems += [
+            (f"auth.keys[{i}].tasks[{j}]", f'unknown task "{task}"')
+            for j, task in enumerate(_list(spec.get("tasks")))
+            if task not in TASKS
+        ]
     return problems
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from triage.config.auth import AuthSettings
 from triage.config.routes import TriageSettings
 
 Strict = ConfigDict(extra="forbid", frozen=True)
@@ -167,6 +168,9 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 4000
     max_body_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
+    max_messages: Annotated[int, Field(gt=0)] = 1024
+    max_tokens: Annotated[int, Field(gt=0)] = 131072
+    cors_origins: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -179,6 +183,7 @@ class Config(BaseModel):
     router_settings: RouterSettings = RouterSettings()
     triage: TriageSettings = TriageSettings()
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from triage.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     NoHealthyDeployment,
+    PermissionDenied,
     TriageError,
     UpstreamError,
     UpstreamTimeout,
@@ -149,6 +150,12 @@ class Engine:
         release: bool = True,
     ) -> tuple[T, Outcome]:
         run = _Run(plan, call, self.clock() + plan.deadline, [], attempt)
+        if plan.local_only and not any(self._deployments(plan, g) for g in plan.groups):
+            raise PermissionDenied(
+                "this request may only go to local deployments (sensitive data or the key's "
+                "data policy) and none is on its route",
+                code="local_only",
+            )
         queue = deque(plan.groups)
         visited: set[str] = set()
         last: TriageError | None = None
@@ -170,6 +177,12 @@ class Engine:
         assert last is not None
         raise self._final_error(run, last)
 
+    def _deployments(self, plan: RoutePlan, group: str) -> list[Deployment]:
+        deployments = self.groups.get(group, [])
+        if plan.local_only:
+            return [d for d in deployments if d.model_info.local]
+        return deployments
+
     def _exhausted(self, run: _Run[T]) -> bool:
         return len(run.attempts) >= run.plan.max_attempts or self.clock() >= run.deadline_at
 
@@ -181,7 +194,9 @@ class Engine:
 
     async def _try_group(self, run: _Run[T], group: str, *, release: bool) -> tuple[T, Outcome]:
         rs = self.config.router_settings
-        deployments = self.groups[group]
+        deployments = self._deployments(run.plan, group)
+        if not deployments:
+            raise PermissionDenied(f"model group `{group}` has no local deployment")
         avoid: set[str] = set()
         retries = 0
         while True:

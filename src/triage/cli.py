@@ -36,7 +36,11 @@ def app_factory() -> Any:
 
     config = _load(os.environ[CONFIG_ENV])
     logs.configure(config.server.log_level)
-    return create_app(config, multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return create_app(
+        config,
+        multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+        config_source=_config_source(os.environ[CONFIG_ENV]),
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -45,6 +49,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    if not config.auth.enabled:
+        if not _is_loopback(host) and not config.auth.allow_public_without_keys:
+            print(
+                f"refusing to listen on {host}: no client keys are configured (auth.keys), so "
+                "anyone who can reach it could spend your API keys. Configure keys, listen on "
+                "127.0.0.1, or set auth.allow_public_without_keys: true.",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"no client keys configured: serving without authentication on {host}", file=sys.stderr
+        )
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.workers > 1:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
@@ -64,13 +80,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logs.configure(config.server.log_level)
     uvicorn.run(
-        create_app(config),
+        create_app(config, config_source=_config_source(args.config)),
         host=host,
         port=port,
         log_level=config.server.log_level,
         access_log=False,
     )
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _config_source(path: str) -> Any:
+    return lambda: _load(path)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -142,7 +142,11 @@ class Ledger:
             raise RuntimeError(
                 f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})"
             )
-        conn.executescript(f"BEGIN;\n{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        # IMMEDIATE takes the write lock up front, so workers creating the schema at the same
+        # moment wait on the busy timeout instead of failing with "database is locked".
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        )
 
     @property
     def journal_mode(self) -> str:

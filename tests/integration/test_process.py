@@ -73,10 +73,22 @@ def _write_config(tmp: Path, fake_url: str, ledger: Path) -> Path:
 
 
 @contextmanager
-def _serve(config: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
+def _serve(
+    config: Path, env: dict[str, str] | None = None, *extra: str
+) -> Iterator[tuple[str, Any]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "triage.cli", "serve", "--config", str(config), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "triage.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            *extra,
+        ],
         env=env or dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -160,3 +172,19 @@ def test_nothing_is_fetched_from_the_network(fake: FakeUpstreamThread, tmp_path:
     assert routed.status_code == 200 and translated.status_code == 200, translated.text
     assert [r.path for r in fake.requests()] == ["/v1/chat/completions", "/api/chat"]
     assert log.read_text() == ""
+
+
+def test_metrics_add_up_across_workers(fake: FakeUpstreamThread, tmp_path: Path) -> None:
+    config = _write_config(tmp_path, fake.url, tmp_path / "usage.db")
+    with _serve(config, None, "--workers", "2") as (url, _), httpx.Client(timeout=10) as client:
+        for i in range(30):
+            assert _chat(client, url, "native", f"w-{i}").status_code == 200
+        text = client.get(url + "/metrics").text
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("triage_requests_total{")
+    )
+    assert total == 30
+    with Ledger(tmp_path / "usage.db") as ledger:
+        assert len(ledger.rows()) == 30

@@ -24,12 +24,17 @@ router_settings:
 
 
 def test_example_config_loads() -> None:
-    config = load_config(
-        ROOT / "config.example.yaml", {"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "a"}
-    )
+    config = load_config(ROOT / "config.example.yaml", {})
     assert set(config.groups) == {"local-small", "local-coder", "cloud-large"}
-    assert config.model_list[2].litellm_params.api_key is not None
-    assert config.model_list[2].litellm_params.api_key.get_secret_value() == "sk-1"
+    assert config.auth.keys[0].id == "team-search"
+    text = (
+        (ROOT / "config.example.yaml")
+        .read_text()
+        .replace("# api_key: os.environ", "api_key: os.environ")
+    )
+    with_keys = parse_config(text, {"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "a"})
+    key = with_keys.model_list[2].litellm_params.api_key
+    assert key is not None and key.get_secret_value() == "sk-1"
 
 
 def test_every_problem_is_reported_with_its_yaml_path() -> None:
@@ -90,11 +95,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_check_config_cli_passes_on_the_example() -> None:
-    result = _cli(
-        "check-config",
-        "config.example.yaml",
-        env={"OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "y", "PATH": "/usr/bin"},
-    )
+    result = _cli("check-config", "config.example.yaml", env={"PATH": "/usr/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: 4 deployment(s) in 3 model group(s)")
 
@@ -112,3 +113,22 @@ def test_check_config_cli_names_all_three_paths(tmp_path: Path) -> None:
         'router_settings.fallbacks[0].local-small[0]: unknown model group "gpt-fast"'
         in result.stderr
     )
+
+
+def test_client_and_admin_keys_must_not_be_literals() -> None:
+    text = """
+model_list: [{model_name: a, litellm_params: {model: openai/x}}]
+auth:
+  admin_key: plain-admin
+  keys:
+    - {id: t1, key: plain-secret, models: [a, ghost]}
+    - {id: t2}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, {})
+    problems = info.value.problems
+    assert "auth.admin_key: must be an os.environ/ reference, not a literal" in problems
+    assert "auth.keys[0].key: must be an os.environ/ reference or use key_sha256" in problems
+    assert 'auth.keys[0].models[1]: unknown model group or alias "ghost"' in problems
+    assert any(p.startswith("auth.keys[1]: ") and "exactly one of key" in p for p in problems)
+    assert all("plain-secret" not in p and "plain-admin" not in p for p in problems)

@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 CONFIG ?= config.example.yaml
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real
+.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real real-deps
 
 venv: $(STAMP)
 
@@ -35,10 +35,20 @@ test: lint typecheck unit
 # it stays in the venv) in front of a tiny model the suite generates itself.
 REAL_CMAKE_ARGS = -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-test-real: venv
-	@$(BIN)/python -c "import llama_cpp, gguf, sentencepiece, sse_starlette" 2>/dev/null || \
-		CMAKE_ARGS="$(REAL_CMAKE_ARGS)" nice -n 10 $(BIN)/pip install --no-cache-dir \
-			-c constraints.txt -r requirements-real.txt
+# llama-cpp-python has no Linux wheel on PyPI: its sdist is built once (~7 min on 2 cores) into a
+# wheel cache outside the clone, so later clones and CI runs on the same machine install in seconds.
+WHEELS ?= $(HOME)/.cache/triage/wheels
+LLAMA_PIN = $(shell grep -o 'llama-cpp-python[^ ]*==[0-9.]*' requirements-real.txt | sed 's/\[server\]//')
+
+real-deps: venv
+	@$(BIN)/python -c "import llama_cpp, gguf, sentencepiece, sse_starlette" 2>/dev/null || { \
+		mkdir -p $(WHEELS) && \
+		{ ls $(WHEELS)/llama_cpp_python-$(word 2,$(subst ==, ,$(LLAMA_PIN)))-*.whl >/dev/null 2>&1 || \
+		  CMAKE_ARGS="$(REAL_CMAKE_ARGS)" nice -n 10 $(BIN)/pip wheel -q --no-deps --no-cache-dir \
+			-w $(WHEELS) '$(LLAMA_PIN)'; } && \
+		$(BIN)/pip install -q --find-links $(WHEELS) -c constraints.txt -r requirements-real.txt; }
+
+test-real: real-deps
 	$(BIN)/pytest -q -m real tests/real
 
 run: venv

@@ -55,6 +55,9 @@ SAMPLES: dict[str, list[str]] = {
 }
 
 
+LOCAL_MODELS = "llama-3.2-3b,qwen2.5-coder-7b"
+
+
 def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,8 +156,19 @@ def main() -> int:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     local_port, cloud_port, triage_port = _port(), _port(), _port()
     procs = [
-        _start(["triage.fakeupstream", "--port", str(local_port)], env),
-        _start(["triage.fakeupstream", "--port", str(cloud_port), "--latency-ms", "120"], env),
+        _start(["triage.fakeupstream", "--port", str(local_port), "--models", LOCAL_MODELS], env),
+        _start(
+            [
+                "triage.fakeupstream",
+                "--port",
+                str(cloud_port),
+                "--latency-ms",
+                "120",
+                "--models",
+                "gpt-4o",
+            ],
+            env,
+        ),
     ]
     local, cloud = f"http://127.0.0.1:{local_port}", f"http://127.0.0.1:{cloud_port}"
     config_path = work / "demo.yaml"

@@ -198,3 +198,67 @@ def normalize_chunk(
     if keep_usage and usage is not None:
         out["usage"] = usage
     return out
+
+
+def _is_empty(choice: Mapping[str, Any]) -> bool:
+    delta = choice.get("delta") or {}
+    has_text = bool(delta.get("content") or delta.get("tool_calls") or delta.get("refusal"))
+    return not has_text and choice.get("finish_reason") is None and not choice.get("text")
+
+
+class StreamNormalizer:
+    """Per-stream fixes that need memory of earlier chunks.
+
+    - Some backends (and litellm) repeat a tool call's `id`, `type` and `function.name` in every
+      delta; the SDK concatenates them, so only the first delta of each tool call keeps them.
+    - A usage-only chunk (no choices, or only empty ones, as litellm makes them) is the usage
+      chunk: passed on with `choices: []` when the client asked for usage, dropped otherwise.
+    - Empty chunks after the first carry nothing and are dropped.
+    """
+
+    def __init__(self, deployment: Deployment, *, keep_usage: bool) -> None:
+        self.deployment = deployment
+        self.keep_usage = keep_usage
+        self.usage_sent = False
+        self._tools: set[tuple[int, int]] = set()
+        self._count = 0
+        self._last: Mapping[str, Any] | None = None
+
+    def __call__(self, chunk: Mapping[str, Any]) -> dict[str, Any] | None:
+        choices = chunk.get("choices") or []
+        empty = all(_is_empty(c) for c in choices)
+        if chunk.get("usage") and empty:
+            return self.usage_chunk(chunk["usage"], chunk) if self.keep_usage else None
+        if empty and self._count and not any((c.get("delta") or {}).get("role") for c in choices):
+            return None
+        out = normalize_chunk(chunk, self.deployment, keep_usage=self.keep_usage)
+        self._dedupe_tool_calls(out)
+        self.usage_sent = self.usage_sent or "usage" in out
+        self._count += 1
+        self._last = out
+        return out
+
+    def usage_chunk(
+        self, usage: Mapping[str, Any], like: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A final `choices: []` chunk carrying usage (the backend's, or Triage's own count)."""
+        base = like or self._last or {}
+        out = _common(base, self.deployment, "chat.completion.chunk", "chatcmpl")
+        out["choices"] = []
+        out["usage"] = _usage(usage) or {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+        }
+        self.usage_sent = True
+        return out
+
+    def _dedupe_tool_calls(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk["choices"]:
+            for call in (choice.get("delta") or {}).get("tool_calls", ()):
+                key = (choice["index"], call["index"])
+                if key in self._tools:
+                    call.pop("id", None)
+                    call.pop("type", None)
+                    call["function"].pop("name", None)
+                self._tools.add(key)

@@ -22,7 +22,7 @@ from triage.errors import BadRequest, TriageError, http_status
 from triage.guard import Guard
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
-from triage.normalize import normalize_chunk, normalize_reply
+from triage.normalize import StreamNormalizer, normalize_reply
 from triage.policy import RoutePlan, is_alias, plan_for_group, plan_for_task, tier_of
 from triage.protocol import (
     CHAT_FIELDS,
@@ -177,7 +177,9 @@ class Service:
         record.outcome = start.outcome
         record.ttft = self.clock() - record.started
         wants_usage = bool(getattr(request, "wants_usage", False))
-        chunks = self._relay(start.first, start.rest, start.outcome, record, wants_usage)
+        chunks = self._relay(
+            start.first, start.rest, start.outcome, record, wants_usage, call.prompt_chars // 4
+        )
         return StreamAnswer(chunks, self._headers(plan, record))
 
     async def _relay(
@@ -187,20 +189,23 @@ class Service:
         outcome: Outcome,
         record: Record,
         wants_usage: bool,
+        prompt_tokens: int,
     ) -> AsyncIterator[Chunk]:
         status, usage, produced = 499, None, 0
+        normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
         try:
             chunk: Chunk | None = first
             iterator = aiter(rest)
             while chunk is not None:
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                if not chunk.get("choices") and usage is not None and not wants_usage:
-                    chunk = await anext(iterator, None)
-                    continue  # the usage chunk we asked for on the client's behalf
+                usage = chunk.get("usage") or usage
                 produced += _chunk_chars(chunk)
-                yield normalize_chunk(chunk, outcome.deployment, keep_usage=wants_usage)
+                out = normalizer(chunk)
+                if out is not None:
+                    yield out
                 chunk = await anext(iterator, None)
+            if wants_usage and not normalizer.usage_sent:
+                # The backend ignored stream_options.include_usage: Triage counts instead.
+                yield normalizer.usage_chunk(usage or _counted(prompt_tokens, produced))
             status = 200
         except TriageError as err:
             status = http_status(err)
@@ -208,7 +213,7 @@ class Service:
         finally:
             record.usage = usage_from(
                 {"usage": usage} if usage else None,
-                estimate=lambda: (record_prompt_tokens(record), produced // 4),
+                estimate=lambda: (prompt_tokens, produced // 4),
             )
             self._finish(record, status)
 
@@ -270,8 +275,13 @@ def _chunk_chars(chunk: Chunk) -> int:
     return total
 
 
-def record_prompt_tokens(record: Record) -> int:
-    return 0 if record.usage is None else record.usage.prompt_tokens
+def _counted(prompt_tokens: int, produced_chars: int) -> dict[str, int]:
+    completion = produced_chars // 4
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
 
 
 __all__ = ["Answer", "Meta", "Service", "StreamAnswer", "Usage"]

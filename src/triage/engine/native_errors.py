@@ -162,7 +162,7 @@ def status_error(
     where = f"deployment `{deployment.id}`"
     if status == 429:
         return RateLimited(f"{where} is rate limited", retry_after=retry_after(headers))
-    if status in _CLIENT_STATUSES:
+    if status in _CLIENT_STATUSES or _is_validation_500(status, info):
         return _client_error(where, info, secret)
     fixed = _BY_STATUS.get(status)
     if fixed is not None:
@@ -170,6 +170,13 @@ def status_error(
     if status < 400:
         return _rejected(status, where)  # a redirect: the api_base is wrong
     return UpstreamError(f"{where} failed (HTTP {status})")
+
+
+def _is_validation_500(status: int, info: ErrorInfo) -> bool:
+    """llama-cpp-python answers a request it cannot validate with a 500; retrying or falling
+    back cannot help, so it is the client's 400."""
+    message = info.message.lower()
+    return status == 500 and (message.startswith("validation error") or "'loc': ('body'" in message)
 
 
 def inband_error(deployment: Deployment, document: Any, secret: str | None) -> TriageError:

@@ -47,4 +47,30 @@ async def probe(client: httpx.AsyncClient, deployment: Deployment, timeout: floa
         response = await client.get(url, headers=headers, timeout=timeout)
     except (TimeoutError, httpx.HTTPError, OSError):
         return False
-    return response.status_code < 500 and response.status_code not in (401, 403, 404)
+    if response.status_code >= 500 or response.status_code in (401, 403, 404):
+        return False
+    return serves_model(deployment, response)
+
+
+# Servers that answer any model name with whatever they have loaded (llama-cpp-python does):
+# for them a listed model is the only proof the deployment's model is there.
+CHECK_MODEL = frozenset({"hosted_vllm", "vllm", "llamacpp", "ollama", "ollama_chat"})
+
+
+def serves_model(deployment: Deployment, response: httpx.Response) -> bool:
+    params = deployment.litellm_params
+    custom_openai = params.provider == "openai" and params.api_base is not None
+    if params.provider not in CHECK_MODEL and not custom_openai:
+        return True
+    try:
+        body = response.json()
+    except ValueError:
+        return True  # not a model list (a /health path): reachability is all we learn
+    entries = body.get("data") or body.get("models") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        return True
+    names = {
+        str(e.get("id") or e.get("name") or e.get("model")) for e in entries if isinstance(e, dict)
+    }
+    wanted = params.model_name
+    return wanted in names or f"{wanted}:latest" in names

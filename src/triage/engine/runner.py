@@ -122,7 +122,7 @@ class Engine:
     ) -> AsyncIterator[Chunk]:
         """The stream after its first chunk: bounded by the deadline, never falls back."""
         deployment = outcome.deployment.id
-        ok = False
+        failed = False
         try:
             iterator = aiter(upstream)
             while True:
@@ -134,11 +134,13 @@ class Engine:
                 except TimeoutError:
                     raise UpstreamTimeout("stream exceeded its deadline") from None
                 yield chunk
-            ok = True
+        except TriageError:
+            failed = True  # a client that goes away is not the deployment's fault
+            raise
         finally:
             await upstream.aclose()
             self.store.release(deployment)
-            if not ok:
+            if failed:
                 self.store.record_failure(deployment, self.clock(), trips=True)
 
     async def _run(

@@ -23,6 +23,7 @@ from triage.guard import Guard
 from triage.ledger import Ledger
 from triage.metering import PriceBook
 from triage.metrics import Metrics
+from triage.sensitive import Detector
 from triage.service import Service
 from triage.state import BreakerSettings, MemoryStore, Store
 
@@ -89,6 +90,12 @@ def build_runtime(
         usage=shared.key_usage,
     )
     accountant = Accountant(config, prices, metrics, ledger, shared.wall_clock)
+    sensitive = config.triage.sensitive
+    detector = (
+        Detector(enabled=sensitive.detectors, custom=sensitive.patterns)
+        if sensitive.enabled
+        else None
+    )
     service = Service(
         config,
         engine,
@@ -97,5 +104,6 @@ def build_runtime(
         metrics,
         shared.clock,
         guard=guard,
+        detector=detector,
     )
     return Runtime(config, service, lanes, guard)

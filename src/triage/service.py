@@ -34,6 +34,7 @@ from triage.protocol import (
     chat_text,
     forwarded,
 )
+from triage.sensitive import Detector
 
 ESTIMATED_OUTPUT_TOKENS = 256
 FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
@@ -69,9 +70,11 @@ class Service:
         clock: Callable[[], float] = time.monotonic,
         *,
         guard: Guard | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.config = config
         self.guard = guard or Guard(config.auth)
+        self.detector = detector
         self.engine = engine
         self.classifier = classifier
         self.accountant = accountant
@@ -119,13 +122,31 @@ class Service:
         _check_caps(self.config, request)
         plan = self.plan(request, meta)
         self.guard.authorize(key, request.model, plan.task)
-        if key is not None and key.data_policy == "local_only":
+        found = self._sensitive(request)
+        if found:
+            plan = replace(plan, local_only=True, sensitive=found)
+        elif key is not None and key.data_policy == "local_only":
             plan = replace(plan, local_only=True)
         prompt_tokens = _prompt_chars(request) // 4
         self.guard.admit(key, prompt_tokens)
         if key is not None and (key.budget.daily_usd or key.budget.monthly_usd):
             self.guard.check_budget(key, self._estimate_cost(plan, request, prompt_tokens))
         return plan, key
+
+    def _sensitive(self, request: Request) -> tuple[str, ...]:
+        """Which detectors fire on the request (all turns, tool results and arguments)."""
+        if self.detector is None:
+            return ()
+        if isinstance(request, ChatCompletionRequest):
+            messages = [m.model_dump(exclude_none=True) for m in request.messages]
+            findings = self.detector.scan_messages(messages)
+        else:
+            value = request.prompt if isinstance(request, CompletionRequest) else request.input
+            texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+            findings = self.detector.scan_text("\n\n".join(texts))
+        for finding in findings:
+            self.metrics.sensitive.labels(finding.detector).inc()
+        return tuple(f.detector for f in findings)
 
     def _estimate_cost(self, plan: RoutePlan, request: Request, prompt_tokens: int) -> Decimal:
         limit = getattr(request, "max_completion_tokens", None) or getattr(
@@ -227,7 +248,10 @@ class Service:
 
     def _headers(self, plan: RoutePlan, record: Record) -> dict[str, str]:
         outcome = record.outcome
-        headers = {"x-request-id": record.request_id}
+        headers = {
+            "x-request-id": record.request_id,
+            "x-triage-sensitive": "true" if plan.sensitive else "false",
+        }
         if plan.task is not None:
             headers["x-triage-task"] = plan.task
             headers["x-triage-tier"] = plan.tier or ""

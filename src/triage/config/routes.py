@@ -3,9 +3,10 @@ budgets, savings reference and the usage ledger."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Strict = ConfigDict(extra="forbid", frozen=True)
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -49,6 +50,28 @@ class LedgerSettings(BaseModel):
     path: str = "triage-usage.db"
 
 
+class SensitiveSettings(BaseModel):
+    """Requests carrying sensitive data go only to `model_info.local` deployments."""
+
+    model_config = Strict
+
+    enabled: bool = True
+    detectors: list[
+        Literal["email", "phone", "card", "iban", "national_id", "api_key", "private_key"]
+    ] = ["email", "phone", "card", "iban", "national_id", "api_key", "private_key"]
+    patterns: dict[str, str] = {}
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regex: {exc}") from None
+        return value
+
+
 class TriageSettings(BaseModel):
     """The `triage:` block."""
 
@@ -69,3 +92,4 @@ class TriageSettings(BaseModel):
     lane: Literal["auto", "native", "litellm"] = "auto"
     savings: Savings = Savings()
     ledger: LedgerSettings = LedgerSettings()
+    sensitive: SensitiveSettings = SensitiveSettings()

@@ -49,6 +49,7 @@ class Record:
     cost: Decimal = ZERO
     counterfactual: Decimal = ZERO
     key_id: str | None = None
+    content: dict[str, str] | None = None  # only for keys that opted in to content logging
 
 
 def usage_from(body: Mapping[str, Any] | None, *, estimate: Callable[[], tuple[int, int]]) -> Usage:
@@ -121,7 +122,10 @@ class Accountant:
         if self.ledger is not None:
             self.ledger.append(row)
         if log.isEnabledFor(logging.INFO):
-            log.info("request", extra={"triage": _log_fields(row)})
+            fields = _log_fields(row)
+            if record.content is not None:
+                fields["content"] = record.content
+            log.info("request", extra={"triage": fields})
 
     def _row(self, r: Record) -> LedgerRow:
         outcome = r.outcome

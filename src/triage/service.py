@@ -184,6 +184,8 @@ class Service:
         body = normalize_reply(kind, reply.body, outcome.deployment)
         record.outcome = outcome
         record.usage = usage_from(reply.body, estimate=lambda: _estimate(call, body))
+        if key is not None and key.log_content:
+            record.content = {"prompt": _text_of(request), "completion": _reply_text(body)}
         self._finish(record, 200)
         return Answer(body, self._headers(plan, record))
 
@@ -297,6 +299,21 @@ def _chunk_chars(chunk: Chunk) -> int:
         delta = choice.get("delta") or {}
         total += len(delta.get("content") or choice.get("text") or "")
     return total
+
+
+def _text_of(request: Request) -> str:
+    if isinstance(request, ChatCompletionRequest):
+        return chat_text(request)
+    value = request.prompt if isinstance(request, CompletionRequest) else request.input
+    return value if isinstance(value, str) else str(value)
+
+
+def _reply_text(body: dict[str, Any]) -> str:
+    parts = []
+    for choice in body.get("choices", []):
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or choice.get("text") or ""))
+    return "\n".join(parts)
 
 
 def _counted(prompt_tokens: int, produced_chars: int) -> dict[str, int]:

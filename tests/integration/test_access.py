@@ -242,3 +242,25 @@ def test_refuses_to_listen_publicly_without_keys(tmp_path: Path) -> None:
     result = _serve_cli(config, "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 1
     assert "refusing to listen on 0.0.0.0" in result.stderr
+
+
+def test_content_is_logged_only_for_keys_that_opt_in(
+    fake: FakeUpstreamThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="triage.requests")
+    data = _data(fake)
+    data["auth"]["keys"].append(
+        {"id": "verbose", "key": "os.environ/VERBOSE_KEY", "log_content": True}
+    )
+    prompt = [{"role": "user", "content": "the secret recipe is cardamom"}]
+    with serve(create_app(config_from(data, {**ENV, "VERBOSE_KEY": "vk-1234567890"}))) as url:
+        for key in (TEAM_KEY, "vk-1234567890"):
+            httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": "local", "messages": prompt},
+                headers={"authorization": f"Bearer {key}"},
+            )
+    logged = {r.triage["key_id"]: r.triage for r in caplog.records if r.name == "triage.requests"}  # type: ignore[attr-defined]
+    assert "content" not in logged["team"]
+    assert "cardamom" in logged["verbose"]["content"]["prompt"]
+    assert logged["verbose"]["content"]["completion"]

@@ -158,7 +158,12 @@ class Service:
 
     async def handle(self, kind: CallKind, request: Request, meta: Meta) -> Answer | StreamAnswer:
         started = self.clock()
-        plan, key = self.admit(request, meta)
+        try:
+            plan, key = self.admit(request, meta)
+        except TriageError as err:
+            # Refused before routing (401/403/404/429): counted, never sent upstream.
+            self.metrics.requests.labels(kind, "none", "none", "", "", str(http_status(err))).inc()
+            raise
         stream = bool(getattr(request, "stream", False))
         call = Call(kind, forwarded(request, FIELDS[kind]), stream, _prompt_chars(request))
         record = Record(

@@ -146,8 +146,8 @@ def test_stream_pacing_follows_ttft_and_tokens_per_second() -> None:
                     "content"
                 ):
                     arrivals.append(time.perf_counter() - started)
-    assert headers_at < 0.1  # headers go out before the time-to-first-token delay
-    assert 0.15 <= arrivals[0] < 0.5
+    # Only lower bounds: a busy machine can make anything slower, never faster.
+    assert arrivals[0] - headers_at >= 0.15 * 0.9  # headers go out before the TTFT delay
     assert arrivals[-1] - arrivals[0] >= 5 / 50 * 0.9  # five more tokens at 50 tokens/s
     assert len(arrivals) == 6
 

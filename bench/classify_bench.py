@@ -1,0 +1,107 @@
+"""Latency benchmark for the task-type classifier (shipped weights).
+
+Times N calls per prompt shape with time.perf_counter_ns and prints p50 / p99 / mean in
+microseconds. The budget is p50 <= 100us and p99 <= 1ms for a 4 KB prompt.
+
+    .venv/bin/python bench/classify_bench.py [--n 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from triage.classify import Classifier
+
+PROSE = (
+    "the council approved a budget for the new harbour bridge after months of debate about "
+    "traffic noise tolls and the cost of steel while residents asked whether ferries would keep "
+    "running during construction and engineers promised quieter night work schedules"
+)
+WORDS = PROSE.split()
+
+
+def passage(chars: int, seed: int = 7) -> str:
+    """Deterministic English-looking prose of about `chars` characters, in paragraphs."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    size = 0
+    while size < chars:
+        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20)))
+        sentence = sentence.capitalize() + ". "
+        if rng.random() < 0.15:
+            sentence += "\n\n"
+        out.append(sentence)
+        size += len(sentence)
+    return "".join(out)[:chars]
+
+
+def prompts() -> dict[str, list[dict[str, Any]]]:
+    question = "Based on the report below, which measures did the council adopt and why?\n\n"
+    long_text = question + passage(4096 - len(question))
+    code = (
+        "Why does this raise KeyError?\n```python\ndef total(orders):\n"
+        "    return sum(o['price'] * o['qty'] for o in orders)\n```"
+    )
+    return {
+        "4KB passage question": [{"role": "user", "content": long_text}],
+        "short question": [{"role": "user", "content": "What causes the northern lights?"}],
+        "hi": [{"role": "user", "content": "hi"}],
+        "code with fence": [{"role": "user", "content": code}],
+        "multi-turn": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "hey, how's it going?"},
+            {"role": "assistant", "content": "Doing well! What can I help you with today?"},
+            {"role": "user", "content": "Write a haiku about a lighthouse in winter fog."},
+        ],
+    }
+
+
+def time_calls(call: Callable[[], object], n: int) -> list[int]:
+    for _ in range(200):
+        call()
+    timings = []
+    clock = time.perf_counter_ns
+    gc.disable()
+    try:
+        for _ in range(n):
+            start = clock()
+            call()
+            timings.append(clock() - start)
+    finally:
+        gc.enable()
+    timings.sort()
+    return timings
+
+
+def report(name: str, timings: Sequence[int]) -> str:
+    p50 = timings[len(timings) // 2] / 1000
+    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] / 1000
+    mean = statistics.fmean(timings) / 1000
+    return f"{name:<24} p50={p50:8.1f}us  p99={p99:8.1f}us  mean={mean:8.1f}us"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="classifier latency benchmark")
+    parser.add_argument("--n", type=int, default=5000)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    classifier = Classifier.load()
+    print(f"load shipped weights: {(time.perf_counter() - started) * 1000:.1f}ms")
+    for name, messages in prompts().items():
+        chars = len(messages[-1]["content"])
+
+        def call(messages: Sequence[Mapping[str, Any]] = messages) -> object:
+            return classifier.classify(messages)
+
+        result = classifier.classify(messages)
+        print(report(f"{name} ({chars}B)", time_calls(call, args.n)), f"-> {result.task}")
+
+
+if __name__ == "__main__":
+    main()

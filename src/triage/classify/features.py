@@ -1,0 +1,198 @@
+"""Feature extraction: a Prompt becomes hashed feature ids plus a few dense signals.
+
+Owns the feature space. Words (unigrams and bigrams), character 4-grams of the instruction's
+start, its opening word and word pair, and words of a sample of the body are hashed with CRC-32
+(stable across processes, unlike `hash()`) into BUCKETS buckets. Dense indicators (passage
+size, code and math density, length, non-ASCII share, programming and math vocabulary ...) get
+reserved slots just above the hashed range. Everything runs on bytes
+with C-level helpers (re.findall, bytes.translate, zlib.crc32, map) because the whole
+classification budget is ~100 microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from itertools import chain, repeat
+from operator import and_, xor
+from typing import NamedTuple
+from zlib import crc32
+
+from triage.classify.prompt import Prompt
+
+# Bump when anything here changes what ids a prompt produces: saved weights record it.
+FEATURE_VERSION = "f8"
+BUCKET_BITS = 20
+BUCKETS = 1 << BUCKET_BITS
+MASK = BUCKETS - 1
+# Dense feature g with value v lives in slot DENSE + 8 * g + v.
+DENSE = BUCKETS
+
+# Seeds keep the namespaces (instruction words, bigrams, char grams, body words) apart.
+SEED_BIGRAM = 0x9E3779B1
+SEED_CHAR = 0x85EBCA77
+SEED_BODY = 0xC2B2AE3D
+SEED_LEAD = 0x165667B1
+
+CHAR_WINDOW = 32
+SIGNAL_SCAN = 1024
+BODY_SAMPLE = 120
+
+_TOKEN = re.compile(rb"[0-9a-z_\x80-\xff]+|[?!:]")
+_DIGIT_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGITS = b"0123456789"
+_MATH_OPS = b"0123456789+*/=^%\xc3\x97\xc3\xb7"
+_CODE_CHARS = b"{}();<>[]=_"
+CODE_LEXICON = frozenset(
+    b"python javascript js typescript ts java kotlin swift php ruby perl scala haskell rust "
+    b"golang csharp cpp sql mysql postgres postgresql sqlite mongodb redis bash shell zsh "
+    b"powershell regex regexp html css json yaml xml api apis endpoint http https function "
+    b"functions method methods class classes variable variables array arrays string strings "
+    b"integer boolean loop loops recursion recursive algorithm compile compiler runtime debug "
+    b"debugging traceback exception syntax script scripts code coding program programming git "
+    b"github commit repo repository docker dockerfile kubernetes npm pip conda node nodejs react "
+    b"vue angular django flask fastapi linux unix terminal cli query queries database schema "
+    b"pandas numpy dataframe async await thread threads backend frontend null undefined "
+    b"stacktrace segfault implement refactor unittest pytest jest cron nginx bug bugs".split()
+)
+MATH_LEXICON = frozenset(
+    b"solve equation equations calculate compute probability percent percentage squared cubed "
+    b"sqrt derivative integral integrate sum product average mean median ratio divisible prime "
+    b"factorial multiply multiplied divide divided plus minus times equals remainder fraction "
+    b"fractions odds estimate expected digits proof prove logarithm log modulo".split()
+)
+# Something only code has: an error class name, snake_case, camelCase, a call or a method call.
+_IDENTIFIER = re.compile(
+    r"[a-z](?:Error|Exception)\b|\b[a-z]+_[a-z0-9_]+\b|\b[a-z]+[A-Z][a-z]\w*|\w\.\w+\(|\w\(\)"
+)
+# Markers that the previous turn holds code (a prose "function" or "class" does not count).
+_CONTEXT_CODE = (
+    "```",
+    "def ",
+    "#include",
+    "SELECT ",
+    "();",
+    "=> ",
+    "console.",
+)
+
+
+class Signals(NamedTuple):
+    """Cheap counts over the prompt, shared by the dense features, the rules and difficulty."""
+
+    length: int  # characters in the classified turn (after capping)
+    passage: int  # body characters plus tool-result characters
+    digits: int  # digits in the instruction
+    math_chars: int  # digits plus twice the operators, in the instruction
+    code_chars: int  # code punctuation in the turn, extrapolated from the first SIGNAL_SCAN
+    text_digits: int  # digits in the first SIGNAL_SCAN characters of the turn
+    fence: bool  # a ``` fence anywhere in the turn
+    non_ascii: float  # extra UTF-8 bytes per character: a coarse language signal
+    questions: int  # question marks in the instruction
+    commas: int  # commas in the instruction (item lists)
+    context_code: bool  # the previous turn contains code markers
+
+
+def signals(prompt: Prompt) -> Signals:
+    text = prompt.text
+    # Densities come from the first SIGNAL_SCAN characters: a fair sample of a long paste, and
+    # the cost stays flat however long the prompt is.
+    sample = text[:SIGNAL_SCAN]
+    raw = sample.encode()
+    instruction = prompt.instruction.encode()
+    length = len(text)
+    scale = length / len(sample) if sample else 0.0
+    digits = len(instruction) - len(instruction.translate(None, _DIGITS))
+    return Signals(
+        length,
+        prompt.passage_chars,
+        digits,
+        # Digits plus operators, operators counted twice: "2 + 2 = ?" is denser than "in 2023".
+        2 * (len(instruction) - len(instruction.translate(None, _MATH_OPS))) - digits,
+        round((len(raw) - len(raw.translate(None, _CODE_CHARS))) * scale),
+        len(raw) - len(raw.translate(None, _DIGITS)),
+        "```" in text,
+        (len(raw) - len(sample)) / len(sample) if sample else 0.0,
+        prompt.instruction.count("?"),
+        prompt.instruction.count(","),
+        bool(prompt.context) and any(map(prompt.context.__contains__, _CONTEXT_CODE)),
+    )
+
+
+def dense_ids(prompt: Prompt, sig: Signals, code_words: int, math_words: int) -> list[int]:
+    """Dense indicators as reserved slots, so the linear model weighs them like words.
+
+    The two lexicon counts let a few hundred examples generalise: the model learns one weight
+    for "mentions programming vocabulary" instead of one per language or tool name.
+    """
+    instruction = prompt.instruction
+    ids = [
+        DENSE + bisect_right((24, 64, 160, 400, 1500), sig.length),
+        DENSE + 8 + bisect_right((1, 80, 300, 1200), sig.passage),
+        DENSE + 16 + bisect_right((0.01, 0.03, 0.06, 0.1), sig.code_chars / max(sig.length, 1)),
+        DENSE + 24 + bisect_right((1, 5, 15), 100 * sig.math_chars / max(len(instruction), 1)),
+        DENSE + 32 + bisect_right((0.02, 0.15, 0.6), sig.non_ascii),
+        DENSE + 40 + min(sig.questions, 2),
+        DENSE + 48 + bisect_right((1, 3, 6), sig.commas),
+        DENSE + 64 + min(code_words, 3),
+        DENSE + 72 + min(math_words, 3),
+    ]
+    # The identifier regex only runs when there is something code-like to find.
+    if (sig.code_chars or "Error" in instruction or "Exception" in instruction) and (
+        _IDENTIFIER.search(instruction)
+    ):
+        ids.append(DENSE + 59)
+    if sig.fence:
+        ids.append(DENSE + 56)
+    if prompt.tool_chars:
+        ids.append(DENSE + 57)
+    if sig.context_code:
+        ids.append(DENSE + 58)
+    return ids
+
+
+class Analysis(NamedTuple):
+    """Everything derived from a Prompt once per request: signals, words and feature ids."""
+
+    prompt: Prompt
+    signals: Signals
+    words: list[bytes]
+    body_words: list[bytes]
+    code_words: int
+    math_words: int
+    ids: set[int]
+    context_ids: set[int]
+
+
+def words_of(text: str) -> list[bytes]:
+    """Lower-cased word tokens (digits folded to 0) plus ? ! : as tokens."""
+    return _TOKEN.findall(text.lower().encode().translate(_DIGIT_TO_ZERO))
+
+
+def _char_grams(text: str) -> list[int]:
+    squeezed = b" " + b" ".join(text[: CHAR_WINDOW * 2].lower().encode().split())[:CHAR_WINDOW]
+    squeezed += b" "
+    return [crc32(squeezed[i : i + 4], SEED_CHAR) for i in range(len(squeezed) - 3)]
+
+
+def analyse(prompt: Prompt) -> Analysis:
+    """Signals, tokens and deduplicated feature ids of the prompt and of its context turn."""
+    sig = signals(prompt)
+    words = words_of(prompt.instruction)
+    # A tool result is the passage when the turn itself has no body (see prompt.py).
+    body = prompt.body or prompt.tool_text
+    body_words = words_of(body[:BODY_SAMPLE]) if body else []
+    unigrams = list(map(crc32, words))
+    bigrams = list(map(crc32, words[1:], map(xor, unigrams, repeat(SEED_BIGRAM))))
+    # The opening word and word pair, by position: "write ..." and "write a ..." lead requests.
+    lead = [unigrams[0] ^ SEED_LEAD, bigrams[0] ^ SEED_LEAD] if bigrams else unigrams[:1]
+    body_hashes = map(crc32, body_words, repeat(SEED_BODY))
+    hashes = chain(unigrams, bigrams, _char_grams(prompt.instruction), lead, body_hashes)
+    ids = set(map(and_, hashes, repeat(MASK)))
+    code_words = sum(map(CODE_LEXICON.__contains__, words))
+    math_words = sum(map(MATH_LEXICON.__contains__, words))
+    ids.update(dense_ids(prompt, sig, code_words, math_words))
+    context: set[int] = set()
+    if prompt.context:
+        context = set(map(and_, map(crc32, words_of(prompt.context)), repeat(MASK)))
+    return Analysis(prompt, sig, words, body_words, code_words, math_words, ids, context)

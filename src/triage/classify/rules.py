@@ -1,0 +1,203 @@
+"""High-precision rules that decide the task before the model is consulted.
+
+Owns only patterns that are nearly always right when they fire (measured against the light-only
+dolly files, where any code or reasoning hit is a false positive). Everything ambiguous is left to
+the linear model. Each rule is cheap: a pre-check on counts or tokens already computed by
+feature extraction gates every regex.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from triage.classify.features import Analysis
+
+# How often a firing rule is right, used to report honest probabilities for rule hits.
+RULE_PRECISION = 0.95
+SCAN_CHARS = 4000
+# Math questions are short; a long text with numbers in it is a passage, not a problem.
+ARITHMETIC_MAX = 600
+WORD_PROBLEM_MAX = 1000
+# A body longer than this after the first line is reference material, not the problem itself.
+SMALL_PASSAGE = 300
+FOLLOWUP_MAX = 300
+
+_CODE_SYNTAX = re.compile(
+    r"^[ \t]*(?:def|class)[ \t]+\w+[ \t]*[(:]"
+    r"|^[ \t]*(?:import[ \t]+[\w.]+[ \t]*$|from[ \t]+[\w.]+[ \t]+import[ \t])"
+    r"|#include[ \t]*[<\"]"
+    r"|\b(?:public|private|protected)[ \t]+(?:static[ \t]+)?(?:void|int|class|String|bool)\b"
+    r"|\bfunction[ \t]*\w*[ \t]*\([^)\n]*\)[ \t]*\{"
+    r"|\b(?:const|let|var)[ \t]+\w+[ \t]*=[^;\n]*;[ \t]*$"
+    r"|\bSELECT[ \t]+[\w*,. \t()]+?[ \t]+FROM[ \t]+\w"
+    r"|Traceback \(most recent call last\)"
+    r"|^[ \t]*(?:fn|func)[ \t]+\w+[ \t]*\("
+    r"|\bconsole\.log\(|\bSystem\.out\.print|\bstd::\w|\bprintf\(\""
+    r"|=>[ \t]*\{|</?(?:div|span|html|body|script|table)\b[^>]*>",
+    re.MULTILINE,
+)
+_ARITHMETIC = re.compile(
+    r"\d(?:\.\d+)?[ \t]*(?:[+*×÷^]|[ \t]/[ \t])[ \t]*\(?-?\d"
+    r"|\bsolve\b[^.?!\n]{0,40}\bfor [a-z]\b"
+    r"|\b\d*[a-z][ \t]*[-+][ \t]*\d+(?:[a-z])?[ \t]*=[ \t]*-?\d"
+    r"|\b[fgh]\([a-z0-9]\)[ \t]*=",
+    re.IGNORECASE,
+)
+_QUANT_QUESTION = re.compile(
+    r"\b(?:how (?:many|much|long|far|old|fast)|what (?:percentage|fraction|is the probability)"
+    r"|at what (?:time|speed|rate)|what is the (?:total|average|sum|difference|ratio))\b",
+    re.IGNORECASE,
+)
+# Plain quantities: not years (1000-2099), which history questions are full of.
+_QUANTITY = re.compile(r"(?<![\d.,])(?!(?:1\d|20)\d\d\b)\d+(?:[.,]\d+)?(?![\d])")
+_SUMMARIZE = re.compile(
+    r"\b(?:summari[sz]e|tl;?dr|sum (?:it |this |that )?up|condense|resumir|resúme\w*|résume[rz]?"
+    r"|zusammenfassen)\b"
+    r"|\b(?:give|write|provide|make|create|produce|need)\b[^.?!\n]{0,30}\b(?:summary|r[ée]sum[ée]n?|"
+    r"zusammenfassung)\b",
+    re.IGNORECASE,
+)
+_REFERENCE = re.compile(
+    r"\b(?:given|based on|according to|paragraph|passage|text|reference|article)\b", re.IGNORECASE
+)
+# A quoted span: supplied text (a sign, a label, an ad) the question is about.
+_QUOTED = re.compile(r"['\"“‘«„][^'\"”’»“]{24,}['\"”’»“]")
+_TRANSLATE = re.compile(
+    r"^\W*(?:please[ ,]+|can you[ ,]+|could you[ ,]+)?"
+    r"(?:translate|traduce|traduis|traduz|traduci|übersetze)\b(.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_TRANSLATE_TARGET = re.compile(
+    r"\b(?:into|to|en|in|auf|ins|para|al|nach)\s+[A-Za-zÀ-ÿ]+", re.IGNORECASE
+)
+_PROGRAMMING = re.compile(
+    r"\b(?:python|javascript|typescript|java|rust|golang|c\+\+|c#|sql|code|script|function|"
+    r"regex|bash|kotlin|swift|php|ruby)\b",
+    re.IGNORECASE,
+)
+
+
+# A follow-up to a code answer starts with an edit verb or a question word; thanks and
+# small talk ("great, thanks!") are not code requests.
+_FOLLOWUP_WORDS = frozenset(
+    b"make change add fix rewrite convert optimise optimize refactor use now also update modify "
+    b"remove rename port write handle implement extend improve can could why how what does "
+    b"should explain test run".split()
+)
+_THANKS_WORDS = frozenset(b"thanks thank thx cheers great cool awesome perfect bye lol".split())
+# Chinese, Japanese and Korean have no spaces, so their keywords are matched as substrings,
+# only when the text is mostly non-ASCII.
+CJK_SHARE = 0.3
+_CJK_SUMMARY = ("总结", "概括", "摘要", "總結", "要約", "まとめ", "요약")
+_CJK_TRANSLATE = ("翻译", "翻譯", "翻訳", "번역")
+# Cheap token gates: the regexes only run when one of these words is in the instruction.
+_TRANSLATE_WORDS = frozenset("translate traduce traduis traduz traduci übersetze".encode().split())
+_SUMMARY_WORDS = frozenset(
+    "summarize summarise summary summarizing summarising tl tldr sum condense resumir résume "
+    "résumer résumez resumen resúmelo resúmeme zusammenfassen zusammenfassung".encode().split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHit:
+    """The rule that fired (reported as "rule:<name>") and the task it decides."""
+
+    name: str
+    task: str
+
+
+def code_fence(analysis: Analysis) -> bool:
+    """A fenced block that contains code punctuation."""
+    if not analysis.signals.fence:
+        return False
+    text = analysis.prompt.text
+    start = text.find("```")
+    end = text.find("```", start + 3)
+    block = text[start + 3 : end if end > 0 else start + SCAN_CHARS]
+    return sum(map(block.count, "(){}[];=<>")) >= 4
+
+
+def code_syntax(analysis: Analysis) -> bool:
+    """Unmistakable source code (a def, an #include, a SELECT ... FROM, a traceback ...)."""
+    # SQL needs no punctuation, everything else does: skip the regex on plain prose.
+    if analysis.signals.code_chars < 2 and "SELECT" not in analysis.prompt.text:
+        return False
+    return _CODE_SYNTAX.search(analysis.prompt.text, 0, SCAN_CHARS) is not None
+
+
+def code_followup(analysis: Analysis) -> bool:
+    """A short edit or question about code in the previous turn ("now make it faster")."""
+    words = analysis.words
+    if not analysis.signals.context_code or analysis.signals.length > FOLLOWUP_MAX or not words:
+        return False
+    return words[0] in _FOLLOWUP_WORDS and _THANKS_WORDS.isdisjoint(words)
+
+
+def translate(analysis: Analysis) -> bool:
+    """An instruction that starts with "translate" and names a target language."""
+    instruction = analysis.prompt.instruction
+    if analysis.signals.non_ascii > CJK_SHARE and any(
+        map(instruction.__contains__, _CJK_TRANSLATE)
+    ):
+        return True
+    if _TRANSLATE_WORDS.isdisjoint(analysis.words[:4]):
+        return False
+    match = _TRANSLATE.match(instruction)
+    if match is None or _PROGRAMMING.search(instruction):
+        return False
+    return _TRANSLATE_TARGET.search(match.group(1)) is not None
+
+
+def summarize(analysis: Analysis) -> bool:
+    """ "Summarize / tl;dr" in the instruction with a real passage attached."""
+    if analysis.signals.passage < 200:
+        return False
+    instruction = analysis.prompt.instruction
+    if analysis.signals.non_ascii > CJK_SHARE and any(map(instruction.__contains__, _CJK_SUMMARY)):
+        return True
+    if _SUMMARY_WORDS.isdisjoint(analysis.words):
+        return False
+    return _SUMMARIZE.search(instruction) is not None
+
+
+def arithmetic(analysis: Analysis) -> bool:
+    """An explicit expression or equation to evaluate or solve, in a short prompt."""
+    sig = analysis.signals
+    if sig.length > ARITHMETIC_MAX or sig.passage > SMALL_PASSAGE or not sig.text_digits:
+        return False
+    return _ARITHMETIC.search(analysis.prompt.text) is not None
+
+
+def word_problem(analysis: Analysis) -> bool:
+    """A quantitative question over at least two stated quantities (years do not count)."""
+    sig, prompt = analysis.signals, analysis.prompt
+    if sig.length > WORD_PROBLEM_MAX or sig.passage > SMALL_PASSAGE or sig.text_digits < 2:
+        return False
+    if _REFERENCE.search(prompt.instruction) or _QUOTED.search(prompt.text):
+        return False
+    # With a body, the quantities must sit in the question itself, not in the attached text.
+    scope = prompt.instruction if sig.passage else prompt.text
+    if _QUANT_QUESTION.search(scope) is None:
+        return False
+    return len(_QUANTITY.findall(scope)) >= 2
+
+
+RULES: tuple[tuple[str, str, Callable[[Analysis], bool]], ...] = (
+    ("code_fence", "code", code_fence),
+    ("code_syntax", "code", code_syntax),
+    ("code_followup", "code", code_followup),
+    ("translate", "rewrite", translate),
+    ("summarize", "summarization", summarize),
+    ("arithmetic", "reasoning", arithmetic),
+    ("word_problem", "reasoning", word_problem),
+)
+
+
+def apply_rules(analysis: Analysis) -> RuleHit | None:
+    """The first rule that fires, or None."""
+    for name, task, rule in RULES:
+        if rule(analysis):
+            return RuleHit(name=name, task=task)
+    return None

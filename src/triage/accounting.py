@@ -68,6 +68,21 @@ def usage_from(body: Mapping[str, Any] | None, *, estimate: Callable[[], tuple[i
     return Usage(prompt, completion, "estimated", compute)
 
 
+class _Bound:
+    """The metric children of one (endpoint, task, tier, group, deployment, status)."""
+
+    def __init__(self, m: Metrics, key: tuple[str, str, str, str, str, int]) -> None:
+        endpoint, task, tier, group, deployment, status = key
+        self.requests = m.requests.labels(endpoint, task, tier, group, deployment, str(status))
+        self.duration = m.duration.labels(endpoint, group)
+        self.ttft = m.ttft.labels(group)
+        self.overhead = m.overhead.labels(endpoint)
+        self.tokens_in = m.tokens.labels("in", group)
+        self.tokens_out = m.tokens.labels("out", group)
+        self.cost = m.cost.labels(task, group)
+        self.avoided = m.avoided.labels(task, group)
+
+
 class Accountant:
     def __init__(
         self,
@@ -83,6 +98,9 @@ class Accountant:
         self.ledger = ledger
         self.wall_clock = wall_clock
         self.throughput = ThroughputEstimator()
+        # Bound label children per label set: labels() is a dict lookup plus validation that
+        # costs more than the increment itself. The key space is bounded by the config.
+        self._bound: dict[tuple[str, str, str, str, str, int], _Bound] = {}
 
     def price(self, record: Record) -> None:
         """Fill in cost and counterfactual cost from the record's usage."""
@@ -152,26 +170,29 @@ class Accountant:
         )
 
     def _metrics(self, r: Record) -> None:
-        m = self.metrics
         group = r.outcome.group if r.outcome else ""
         deployment = r.outcome.deployment.id if r.outcome else ""
-        m.requests.labels(r.endpoint, r.task, r.tier, group, deployment, str(r.status)).inc()
+        key = (r.endpoint, r.task, r.tier, group, deployment, r.status)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = _Bound(self.metrics, key)
+        bound.requests.inc()
         total = r.finished - r.started
-        m.duration.labels(r.endpoint, group).observe(total)
+        bound.duration.observe(total)
         if r.ttft is not None:
-            m.ttft.labels(group).observe(r.ttft)
+            bound.ttft.observe(r.ttft)
         if r.outcome is not None:
             upstream = sum(a.seconds for a in r.outcome.attempts)
-            m.upstream.labels(deployment).observe(r.outcome.upstream_seconds)
-            m.overhead.labels(r.endpoint).observe(max(0.0, total - upstream))
-        if r.outcome is not None:
-            self._attempt_metrics(r.outcome)
+            self.metrics.upstream.labels(deployment).observe(r.outcome.upstream_seconds)
+            bound.overhead.observe(max(0.0, total - upstream))
+            if len(r.outcome.attempts) > 1:
+                self._attempt_metrics(r.outcome)
         if r.usage is not None:
-            m.tokens.labels("in", group).inc(r.usage.prompt_tokens)
-            m.tokens.labels("out", group).inc(r.usage.completion_tokens)
-        m.cost.labels(r.task, group).inc(float(r.cost))
+            bound.tokens_in.inc(r.usage.prompt_tokens)
+            bound.tokens_out.inc(r.usage.completion_tokens)
+        bound.cost.inc(float(r.cost))
         if r.counterfactual:
-            m.avoided.labels(r.task, group).inc(max(0.0, float(r.counterfactual - r.cost)))
+            bound.avoided.inc(max(0.0, float(r.counterfactual - r.cost)))
 
     def _attempt_metrics(self, outcome: Outcome) -> None:
         attempts = outcome.attempts

@@ -101,7 +101,7 @@ class Service:
             )
         started = time.perf_counter()
         if isinstance(request, ChatCompletionRequest):
-            messages = [m.model_dump(include={"role", "content"}) for m in request.messages]
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
             result = self.classifier.classify(
                 messages,
                 has_tools=bool(request.tools),

@@ -18,13 +18,14 @@ from triage.engine.base import Chunk
 from triage.errors import TriageError
 
 DONE = b"data: [DONE]\n\n"
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps rebuilds it
 
 
 async def frames(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[bytes, None]:
     try:
         try:
             async for chunk in chunks:
-                yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+                yield b"data: " + _encode(chunk).encode() + b"\n\n"
         except TriageError as err:
             yield sse_error(err)
         yield DONE

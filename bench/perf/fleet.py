@@ -1,0 +1,170 @@
+"""The running processes of one bench: the backend fake, every configuration under test and
+the load generator, with start-up timing, affinity and the fakes' latency setting.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perf import procs
+from perf.servers import ServerSpec, fake_argv
+from perf.settings import LOAD_CPUS, SERVER_CPUS
+
+LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
+class LoadGen:
+    """The load generator process, spoken to one JSON line at a time."""
+
+    def __init__(self, cpus: Iterable[int] | None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LOADGEN)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if cpus is not None:
+            self.affinity(cpus)
+
+    def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"load generator exited with {self.proc.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def run(
+        self, url: str, body: dict[str, Any], concurrency: int, seconds: float
+    ) -> dict[str, Any]:
+        stream = bool(body.get("stream"))
+        return self._ask(
+            {
+                "op": "run",
+                "url": url,
+                "body": body,
+                "stream": stream,
+                "concurrency": concurrency,
+                "seconds": seconds,
+            }
+        )
+
+    def affinity(self, cpus: Iterable[int]) -> None:
+        self._ask({"op": "affinity", "cpus": sorted(cpus)})
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.proc.stdin.close()
+            self.proc.wait(10)
+
+
+@dataclass
+class Fleet:
+    work: Path
+    pin: bool
+    env: dict[str, str]
+    servers: dict[str, procs.Server] = field(default_factory=dict)
+    specs: dict[str, ServerSpec] = field(default_factory=dict)
+    startup: dict[str, list[float]] = field(default_factory=dict)
+    rss_idle: dict[str, float] = field(default_factory=dict)
+    backend: procs.Server | None = None
+
+    def cpus(self, pinned: bool) -> frozenset[int] | None:
+        return SERVER_CPUS if self.pin and pinned else None
+
+    @property
+    def load_cpus(self) -> frozenset[int] | None:
+        return LOAD_CPUS if self.pin else None
+
+    def start_backend(self) -> str:
+        port = procs.free_port()
+        log = self.work / "backend-fake.log"
+        started = time.perf_counter()
+        self.backend = procs.spawn(
+            "backend fake", fake_argv(port), port, self.env, self.load_cpus, log
+        )
+        procs.wait_ready(self.backend, "/health", started)
+        return f"http://127.0.0.1:{port}"
+
+    def _spawn(self, spec: ServerSpec, attempt: int) -> tuple[procs.Server, float]:
+        log = self.work / f"{spec.key}-{attempt}.log"
+        env = {**self.env, **spec.env}
+        started = time.perf_counter()
+        server = procs.spawn(spec.label, spec.argv, spec.port, env, self.cpus(spec.pinned), log)
+        try:
+            return server, procs.wait_ready(server, spec.health, started, spec.ready_timeout)
+        except RuntimeError:
+            procs.stop(server)
+            raise
+
+    def start(self, spec: ServerSpec, startups: int) -> None:
+        """Spawn `startups` times for the start-up median; keep the last one running."""
+        self.specs[spec.key] = spec
+        times = []
+        startups = spec.startups or startups
+        for attempt in range(startups):
+            server, seconds = self._spawn(spec, attempt)
+            times.append(seconds)
+            if attempt < startups - 1:
+                procs.stop(server)
+        self.servers[spec.key] = server
+        self.startup[spec.key] = times
+        time.sleep(0.2)  # let lazy start-up work settle before the idle reading
+        self.rss_idle[spec.key] = procs.rss_mb(server.pid)
+
+    def startup_median(self, key: str) -> float:
+        return statistics.median(self.startup[key])
+
+    def backend_cpu(self) -> float:
+        return procs.cpu_seconds(self.backend.pid) if self.backend else 0.0
+
+    def configure_fakes(self, settings: dict[str, float]) -> None:
+        fakes = [self.backend] + ([self.servers["a"]] if "a" in self.servers else [])
+        for fake in fakes:
+            if fake is not None:
+                _post_json(fake.port, "/_fake/config", settings)
+
+    def unpin(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            procs.set_affinity(self.servers[key].pid, ALL_CPUS)
+        if self.backend is not None:
+            procs.set_affinity(self.backend.pid, ALL_CPUS)
+
+    def repin(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            cpus = self.cpus(self.specs[key].pinned)
+            procs.set_affinity(self.servers[key].pid, cpus or ALL_CPUS)
+        if self.backend is not None:
+            procs.set_affinity(self.backend.pid, self.load_cpus or ALL_CPUS)
+
+    def stop_all(self) -> None:
+        for server in [*self.servers.values(), self.backend]:
+            if server is not None:
+                procs.stop(server)
+
+
+def _post_json(port: int, path: str, body: dict[str, Any]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"POST {path} on :{port} answered {response.status}")
+    finally:
+        conn.close()

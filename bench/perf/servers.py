@@ -1,0 +1,169 @@
+"""The configurations under test, as command lines and config files, plus the backend fake.
+
+(a) the fake upstream itself, (b) bench/passthrough.py, (c) Triage with every feature on over
+the native lane, (c2) the same with `--workers 2`, (d) Triage on the litellm lane, (e) LiteLLM's
+own proxy from its own virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+FAKE_ARGS = ("--completion-tokens", "20", "--chunk-tokens", "1", "--no-record")
+API_KEY = "bench-not-a-secret"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    key: str
+    label: str
+    argv: list[str]
+    port: int
+    model: str
+    health: str = "/health"
+    pinned: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    startups: int | None = None  # fresh spawns for the start-up median (None: the default)
+    ready_timeout: float = 30.0
+
+
+def fake_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "triage.fakeupstream", "--port", str(port), *FAKE_ARGS]
+
+
+def _deployment(group: str, model: str, base: str, **info: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": model, "api_base": base + "/v1", "api_key": API_KEY}
+    if not info.get("local"):
+        params |= {"input_cost_per_token": 2.5e-6, "output_cost_per_token": 1e-5}
+    return {"model_name": group, "litellm_params": params, "model_info": info}
+
+
+def triage_config(backend: str, ledger: Path, lane: str) -> dict[str, Any]:
+    """Every feature on: classification via `auto`, routes with fallbacks, escalation,
+    metering with savings, metrics (always on) and the SQLite ledger."""
+    return {
+        "model_list": [
+            _deployment(
+                "local-small",
+                "hosted_vllm/fake-model",
+                backend,
+                id="fake-local-1",
+                local=True,
+                gpu_hour_cost=0.6,
+            ),
+            _deployment(
+                "local-coder",
+                "hosted_vllm/fake-small",
+                backend,
+                id="fake-coder-1",
+                local=True,
+                gpu_hour_cost=1.2,
+            ),
+            _deployment("cloud-large", "hosted_vllm/fake-large", backend, id="fake-cloud-1"),
+        ],
+        "router_settings": {
+            "num_retries": 1,
+            "fallbacks": [{"local-small": ["cloud-large"]}, {"local-coder": ["cloud-large"]}],
+        },
+        "triage": {
+            "aliases": ["auto"],
+            "default_route": ["local-small", "cloud-large"],
+            "routes": {
+                "classification": ["local-small", "cloud-large"],
+                "extraction": ["local-small", "cloud-large"],
+                "code": ["local-coder", "cloud-large"],
+                "reasoning": ["cloud-large"],
+            },
+            "escalate": {"difficulty_above": 0.9, "route": ["cloud-large"]},
+            "savings": {"reference_model": "openai/gpt-4o"},
+            "ledger": {"enabled": True, "path": str(ledger)},
+            "lane": lane,
+        },
+        "server": {"log_level": "warning"},
+    }
+
+
+# LiteLLM's proxy logs every request by default; Triage and (b) do not, so silence it here.
+QUIET_UVICORN = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"uvicorn.access": {"level": "WARNING"}, "uvicorn.error": {"level": "WARNING"}},
+}
+
+
+def litellm_config(backend: str) -> dict[str, Any]:
+    params = {"model": "hosted_vllm/fake-model", "api_base": backend + "/v1", "api_key": API_KEY}
+    return {
+        "model_list": [{"model_name": "local-small", "litellm_params": params}],
+        "litellm_settings": {"telemetry": False, "drop_params": True},
+    }
+
+
+def _write(path: Path, document: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _triage(key: str, label: str, config: Path, port: int, workers: int = 1) -> ServerSpec:
+    argv = [str(Path(sys.executable).parent / "triage"), "serve", "--config", str(config)]
+    argv += ["--port", str(port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    return ServerSpec(key, label, argv, port, model="auto", pinned=workers == 1)
+
+
+def _litellm_proxy(work: Path, backend: str, port: int, binary: Path) -> ServerSpec:
+    """Started once (its start-up takes tens of seconds), access log off like the others."""
+    config = _write(work / "litellm.yaml", litellm_config(backend))
+    log_config = work / "litellm-logging.json"
+    log_config.write_text(json.dumps(QUIET_UVICORN))
+    argv = [str(binary), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"]
+    argv += ["--num_workers", "1", "--log_config", str(log_config)]
+    return ServerSpec(
+        "e",
+        "(e) LiteLLM proxy",
+        argv,
+        port,
+        "local-small",
+        "/health/liveliness",
+        env={"LITELLM_LOG": "ERROR"},
+        startups=1,
+        ready_timeout=180.0,
+    )
+
+
+def build_specs(
+    work: Path, backend: str, ports: dict[str, int], litellm_bin: Path | None
+) -> list[ServerSpec]:
+    """Specs in table order; (e) only when `litellm_bin` is given."""
+    native = _write(work / "triage-native.yaml", triage_config(backend, work / "c.db", "native"))
+    native2 = _write(work / "triage-w2.yaml", triage_config(backend, work / "c2.db", "native"))
+    via_litellm = _write(
+        work / "triage-litellm.yaml", triage_config(backend, work / "d.db", "litellm")
+    )
+    passthrough = [sys.executable, str(BENCH_DIR / "passthrough.py"), "--upstream"]
+    specs = [
+        ServerSpec(
+            "a", "(a) fake upstream direct", fake_argv(ports["a"]), ports["a"], "fake-model"
+        ),
+        ServerSpec(
+            "b",
+            "(b) FastAPI pass-through",
+            [*passthrough, backend + "/v1", "--port", str(ports["b"])],
+            ports["b"],
+            "fake-model",
+        ),
+        _triage("c", "(c) Triage native lane", native, ports["c"]),
+        _triage("d", "(d) Triage litellm lane", via_litellm, ports["d"]),
+    ]
+    if litellm_bin is not None:
+        specs.append(_litellm_proxy(work, backend, ports["e"], litellm_bin))
+    specs.append(_triage("c2", "(c) Triage native, --workers 2", native2, ports["c2"], workers=2))
+    return specs

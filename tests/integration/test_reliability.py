@@ -15,7 +15,9 @@ import pytest
 from tests.helpers import config_from, deployment, serve
 from triage.api import create_app
 from triage.engine.lanes import Lanes
+from triage.engine.runner import Engine
 from triage.fakeupstream import FakeUpstreamThread
+from triage.state import BreakerSettings, MemoryStore
 
 LANES = ["native", "litellm"]
 MSG = [{"role": "user", "content": "hello"}]
@@ -288,3 +290,77 @@ def test_client_disconnect_cancels_the_upstream_request(
         while fake.stats()["cancelled"] < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
     assert fake.stats()["cancelled"] == 1
+
+
+def test_route_timeout_overrides_the_router_timeout(
+    fake: FakeUpstreamThread, fake2: FakeUpstreamThread, lane: str
+) -> None:
+    fake.add_fault(kind="hang")
+    data = _two_groups(fake, fake2, timeout=30)
+    data["triage"] = {
+        "routes": {"chat": {"groups": ["a", "b"], "timeout": 0.5}},
+        "ledger": {"enabled": False},
+    }
+    with _gateway(data, lane) as url:
+        started = time.monotonic()
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "auto", "messages": MSG},
+            headers={"x-triage-task": "chat"},
+            timeout=30,
+        )
+        elapsed = time.monotonic() - started
+    assert response.headers["x-triage-route"] == "b"
+    assert elapsed < 10  # the route's 0.5 s, not the router's 30 s
+
+
+def test_streams_are_ranked_by_time_to_first_token(
+    fake: FakeUpstreamThread, fake2: FakeUpstreamThread
+) -> None:
+    # a-1 starts at once but trickles; a-2 thinks first, then sends everything at once.
+    fake.configure(tokens_per_second=100, completion_tokens=12)
+    fake2.configure(latency_ms=40)
+    config = {
+        "model_list": [
+            deployment("a", "hosted_vllm/m", fake.url + "/v1"),
+            deployment("a", "hosted_vllm/m", fake2.url + "/v1"),
+        ]
+    }
+    with _gateway(config, "native") as url, httpx.Client(base_url=url, timeout=30) as client:
+
+        def served(stream: bool) -> str:
+            body = {"model": "a", "messages": MSG, "stream": stream}
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                response.read()
+                return response.headers["x-triage-deployment"]
+
+        plain = [served(False) for _ in range(30)]
+        streams = [served(True) for _ in range(30)]
+    assert plain[-20:].count("a-2") >= 16  # whole answer sooner
+    assert streams[-20:].count("a-1") >= 16  # first token at once
+
+
+def test_retry_backoff_is_exponential_with_jitter(fake: FakeUpstreamThread) -> None:
+    fake.configure(faults=[{"kind": "status", "status": 500, "times": 3}])
+    config = config_from(
+        {
+            "model_list": [deployment("a", "hosted_vllm/m", fake.url + "/v1")],
+            "router_settings": {"num_retries": 3, "retry_after": 0.1, "allowed_fails": 10},
+        }
+    )
+    waits: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    lanes = Lanes(config)
+    store = MemoryStore(BreakerSettings(allowed_fails=10))
+    engine = Engine(config, lanes.for_deployment, store, sleep=recording_sleep)
+    with serve(create_app(config, engine=engine, lanes=lanes)) as url:
+        response = _chat(url)
+    assert response.status_code == 200
+    assert len(waits) == 3
+    for i, wait in enumerate(waits):
+        base = 0.1 * 2**i
+        assert base * 0.5 <= wait <= base  # full jitter in the upper half of the step
+    assert waits[2] > waits[0]

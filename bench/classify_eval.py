@@ -15,7 +15,7 @@ from pathlib import Path
 
 from triage.classify import Classifier, EvalReport, evaluate, read_jsonl, train
 
-DATA = Path("/work/shared/data/task-eval")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "task-eval"
 
 
 def headline(name: str, report: EvalReport) -> str:

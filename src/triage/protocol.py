@@ -128,13 +128,20 @@ class CompletionRequest(_Sampling):
     echo: StrictBool | None = None
     best_of: PositiveInt | None = None
 
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value: object) -> object:
+        if value == []:
+            raise ValueError("prompt must not be an empty list")
+        return value
+
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] | list[int] | list[list[int]]
-    dimensions: PositiveInt | None = None
+    dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
 

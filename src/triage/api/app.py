@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from triage import __version__
 from triage.api import admin, chat, embeddings, errors, health, insight, metrics_endpoint, models
 from triage.api.deps import AppState
+from triage.api.openapi import install_openapi
 from triage.classify import Classifier
 from triage.config.schema import Config
 from triage.engine.lanes import Lanes
@@ -96,6 +97,7 @@ def create_app(
             expose_headers=["x-request-id", "x-triage-task", "x-triage-route"],
         )
     errors.install(app)
+    install_openapi(app)
     for module in (chat, embeddings, models, health, metrics_endpoint, insight, admin):
         app.include_router(module.router)
     return app

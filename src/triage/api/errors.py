@@ -62,7 +62,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(NotFound("no such endpoint", code="not_found"))
         err = TriageError(str(exc.detail), code=str(exc.status_code))
-        return JSONResponse(error_body(err), status_code=exc.status_code)
+        # Keep Starlette's headers: a 405 must say which methods are allowed (`Allow`).
+        return JSONResponse(error_body(err), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

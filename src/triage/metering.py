@@ -128,9 +128,6 @@ class Cost:
     source: str
 
 
-# --- litellm's bundled price map ---------------------------------------------------------------
-
-
 def bundled_price_map_path() -> Path:
     """Where litellm's bundled price map lives, found without running ``litellm/__init__.py``."""
     # find_spec on a top-level name only locates the package; importing litellm costs seconds.
@@ -211,9 +208,6 @@ def load_bundled_prices(raw: Mapping[str, Any] | None = None) -> Mapping[str, Pr
 def load_bundled_context_windows(raw: Mapping[str, Any] | None = None) -> Mapping[str, int]:
     """``max_input_tokens`` by model name, with the same aliases as ``load_bundled_prices``."""
     return _index(read_bundled_map() if raw is None else raw, _context_window_of)
-
-
-# --- the price book ----------------------------------------------------------------------------
 
 
 class PriceBook:
@@ -311,9 +305,6 @@ def _lookup(table: Mapping[str, _T], model: str) -> _T | None:
     return found if found is not None else table.get(model.lower())
 
 
-# --- compute time ------------------------------------------------------------------------------
-
-
 def compute_seconds(usage: Usage, *, upstream_seconds: float, throughput: float | None) -> float:
     """Backend-reported compute time, else tokens / measured tokens-per-second, else wall time."""
     if usage.compute_seconds is not None:
@@ -380,9 +371,6 @@ class ThroughputEstimator:
     def tokens_per_second(self, deployment: str) -> float | None:
         with self._lock:
             return self._rates.get(deployment)
-
-
-# --- savings and formatting --------------------------------------------------------------------
 
 
 def counterfactual_cost(book: PriceBook, reference_model: str, usage: Usage) -> Decimal:

@@ -30,6 +30,7 @@ from triage.protocol import (
     EMBEDDING_FIELDS,
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
     Request,
     chat_text,
     forwarded,
@@ -149,9 +150,7 @@ class Service:
         return tuple(f.detector for f in findings)
 
     def _estimate_cost(self, plan: RoutePlan, request: Request, prompt_tokens: int) -> Decimal:
-        limit = getattr(request, "max_completion_tokens", None) or getattr(
-            request, "max_tokens", None
-        )
+        limit = _field(request, "max_completion_tokens") or _field(request, "max_tokens")
         usage = Usage(prompt_tokens, int(limit or ESTIMATED_OUTPUT_TOKENS), "estimated")
         first = self.engine.groups[plan.groups[0]]
         return min(self.accountant.cost_on(d, usage, 0.0) for d in first)
@@ -164,7 +163,7 @@ class Service:
             # Refused before routing (401/403/404/429): counted, never sent upstream.
             self.metrics.requests.labels(kind, "none", "none", "", "", str(http_status(err))).inc()
             raise
-        stream = bool(getattr(request, "stream", False))
+        stream = bool(_field(request, "stream"))
         call = Call(kind, forwarded(request, FIELDS[kind]), stream, _prompt_chars(request))
         record = Record(
             endpoint=kind,
@@ -204,7 +203,7 @@ class Service:
             raise
         record.outcome = start.outcome
         record.ttft = self.clock() - record.started
-        wants_usage = bool(getattr(request, "wants_usage", False))
+        wants_usage = not isinstance(request, EmbeddingRequest) and request.wants_usage
         chunks = self._relay(
             start.first, start.rest, start.outcome, record, wants_usage, call.prompt_chars // 4
         )
@@ -275,13 +274,19 @@ class Service:
         return headers
 
 
+def _field(request: Request, name: str) -> Any:
+    """A field the request's own model declares; unknown fields a client sends (kept as extras
+    for pass-through) must never be read as if they were ours."""
+    return getattr(request, name) if name in type(request).model_fields else None
+
+
 def _check_caps(config: Config, request: Request) -> None:
     server = config.server
-    messages = getattr(request, "messages", None)
+    messages = _field(request, "messages")
     if messages is not None and len(messages) > server.max_messages:
         raise BadRequest(f"at most {server.max_messages} messages", param="messages")
     for name in ("max_tokens", "max_completion_tokens"):
-        value = getattr(request, name, None)
+        value = _field(request, name)
         if value is not None and value > server.max_tokens:
             raise BadRequest(f"{name} may be at most {server.max_tokens}", param=name)
 

@@ -26,8 +26,10 @@ MODELS: dict[str, type[BaseModel]] = {
     "/v1/embeddings": EmbeddingRequest,
     "/v1/triage/explain": ChatCompletionRequest,
 }
-# Every documented field, plus ones Triage must accept and ignore (or never forward).
-EXTRA_FIELDS = ("api_base", "api_key", "mock_response", "metadata", "x")
+# Fields Triage must accept and ignore (or never forward), and names of model attributes.
+EXTRA_FIELDS = ("api_base", "api_key", "mock_response", "metadata", "x", "wants_usage", "copy")
+# Every endpoint's fields: one endpoint's field is an unknown extra on another.
+ALL_FIELDS = tuple(sorted({name for model in MODELS.values() for name in model.model_fields}))
 MESSAGE_FIELDS = (*Message.model_fields, "refusal", "x")
 
 # Fragments that are not JSON, or not UTF-8, or JSON whose value breaks something downstream.
@@ -79,10 +81,10 @@ json_values = st.recursive(
 
 @st.composite
 def wrong_types(draw: st.DrawFn, path: str) -> dict[str, Any]:
-    """A valid body with one to three fields (documented or not) set to any JSON value, and
-    sometimes a message field too."""
+    """A valid body with one to three fields (its own, another endpoint's or unknown ones) set to
+    any JSON value, and sometimes a message field too."""
     body = copy.deepcopy(VALID[path])
-    names = (*MODELS[path].model_fields, *EXTRA_FIELDS)
+    names = (*ALL_FIELDS, *EXTRA_FIELDS)
     for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)):
         body[name] = draw(json_values)
     if "messages" in VALID[path] and draw(st.booleans()):

@@ -19,6 +19,7 @@ from tests.fuzz.sanity import Tally, assert_openai_error, check_answer, known_bu
 from tests.fuzz.strategies import (
     MESSAGES,
     PATHS,
+    VALID,
     duplicate_keys,
     mangled,
     nested,
@@ -265,6 +266,29 @@ def test_an_empty_prompt_list_is_a_400(fake: FakeUpstreamThread, stream: bool) -
         body = {"model": "local", "prompt": [], "stream": stream}
         response = httpx.post(url + "/v1/completions", json=body, timeout=30)
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/v1/completions", {"messages": True}),
+        ("/v1/completions", {"max_completion_tokens": "many"}),
+        ("/v1/embeddings", {"max_tokens": "5"}),
+        ("/v1/embeddings", {"stream": True}),
+    ],
+)
+def test_a_field_another_endpoint_declares_is_ignored(
+    fake: FakeUpstreamThread, path: str, extra: dict[str, Any]
+) -> None:
+    """On an app of its own: an upstream failure would cool down the shared one."""
+    base = fake.url + "/v1"
+    model_list = [
+        deployment("local", "hosted_vllm/fake-model", base),
+        deployment("emb", "hosted_vllm/fake-embedding", base),
+    ]
+    with serve(create_app(config_from({"model_list": model_list}))) as url:
+        response = httpx.post(url + path, json={**VALID[path], **extra}, timeout=30)
+    assert response.status_code == 200, response.text
 
 
 def test_the_well_formed_workload_never_failed_meanwhile(workload: Workload) -> None:

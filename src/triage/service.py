@@ -16,7 +16,7 @@ from triage.accounting import Accountant, Record, usage_from
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.schema import Config
-from triage.engine.base import Call, CallKind, Chunk, Outcome
+from triage.engine.base import Batch, Call, CallKind, Chunk, Outcome
 from triage.engine.runner import Engine
 from triage.errors import BadRequest, TriageError, http_status
 from triage.guard import Guard
@@ -56,7 +56,9 @@ class Answer:
 
 @dataclass
 class StreamAnswer:
-    chunks: AsyncIterator[Chunk]
+    """The stream as batches of chunks: each batch goes to the client as one write."""
+
+    chunks: AsyncIterator[Batch]
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -211,28 +213,32 @@ class Service:
 
     async def _relay(
         self,
-        first: Chunk,
-        rest: AsyncIterator[Chunk],
+        first: Batch,
+        rest: AsyncIterator[Batch],
         outcome: Outcome,
         record: Record,
         wants_usage: bool,
         prompt_tokens: int,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[Batch]:
         status, usage, produced = 499, None, 0
         normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
         try:
-            chunk: Chunk | None = first
+            batch: Batch | None = first
             iterator = aiter(rest)
-            while chunk is not None:
-                usage = chunk.get("usage") or usage
-                produced += _chunk_chars(chunk)
-                out = normalizer(chunk)
-                if out is not None:
+            while batch is not None:
+                out: Batch = []
+                for chunk in batch:
+                    usage = chunk.get("usage") or usage
+                    produced += _chunk_chars(chunk)
+                    normal = normalizer(chunk)
+                    if normal is not None:
+                        out.append(normal)
+                if out:
                     yield out
-                chunk = await anext(iterator, None)
+                batch = await anext(iterator, None)
             if wants_usage and not normalizer.usage_sent:
                 # The backend ignored stream_options.include_usage: Triage counts instead.
-                yield normalizer.usage_chunk(usage or _counted(prompt_tokens, produced))
+                yield [normalizer.usage_chunk(usage or _counted(prompt_tokens, produced))]
             status = 200
         except TriageError as err:
             status = http_status(err)

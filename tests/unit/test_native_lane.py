@@ -178,11 +178,21 @@ async def test_close_delimited_stream_without_done_is_reported_as_cut() -> None:
         stream = await lane.open_stream(_deployment(base), STREAM, TIMEOUTS)
         received = []
         with pytest.raises(UpstreamConnectionError, match="stream cut"):
-            async for chunk in stream:
-                received.append(chunk)
+            async for batch in stream:
+                received.extend(batch)
         await stream.aclose()
     await lane.close()
     assert len(received) == 2
+
+
+async def test_chunks_from_one_read_come_as_one_batch() -> None:
+    lane = NativeLane()
+    async with raw_upstream(SSE_HEAD + CHUNK * 3 + b"data: [DONE]\n\n") as base:
+        stream = await lane.open_stream(_deployment(base), STREAM, TIMEOUTS)
+        batches = [batch async for batch in stream]
+        await stream.aclose()
+    await lane.close()
+    assert [len(batch) for batch in batches] == [3]
 
 
 async def test_in_stream_error_event_raises_the_mapped_error() -> None:
@@ -190,7 +200,8 @@ async def test_in_stream_error_event_raises_the_mapped_error() -> None:
     lane = NativeLane()
     async with raw_upstream(SSE_HEAD + CHUNK + error) as base:
         stream = await lane.open_stream(_deployment(base), STREAM, TIMEOUTS)
-        assert (await anext(aiter(stream)))["choices"]
+        # The chunk that came in the same read as the error still reaches the client.
+        assert [chunk["choices"] for chunk in await anext(aiter(stream))]
         with pytest.raises(RateLimited):
             await anext(aiter(stream))
         await stream.aclose()

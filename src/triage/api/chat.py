@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from triage.api.deps import meta, parse, state
+from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream, frames
 from triage.engine.base import CallKind
 from triage.protocol import ChatCompletionRequest, CompletionRequest
@@ -19,7 +20,7 @@ async def _serve(request: Request, kind: CallKind, body: Body) -> Response:
     answer = await state(request).service.handle(kind, body, meta(request))
     if isinstance(answer, StreamAnswer):
         return EventStream(frames(answer.chunks), {**answer.headers, "cache-control": "no-cache"})
-    return JSONResponse(answer.body, headers=answer.headers)
+    return FastJSONResponse(answer.body, headers=answer.headers)
 
 
 @router.post("/v1/chat/completions")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from triage.errors import BadRequest, NotFound, TriageError, http_status, openai_type
+from triage.wire import dumps
 
 log = logging.getLogger("triage.api")
 
@@ -31,7 +31,7 @@ def error_response(err: TriageError) -> JSONResponse:
 
 
 def sse_error(err: TriageError) -> bytes:
-    return b"data: " + json.dumps(error_body(err)).encode() + b"\n\n"
+    return b"data: " + dumps(error_body(err)) + b"\n\n"
 
 
 def validation_error(exc: ValidationError | RequestValidationError) -> BadRequest:

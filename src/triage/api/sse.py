@@ -7,30 +7,30 @@ collector would let the upstream keep generating for a client that is gone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from triage.api.errors import sse_error
-from triage.engine.base import Chunk
+from triage.engine.base import Batch
 from triage.errors import TriageError
+from triage.wire import dumps
 
 DONE = b"data: [DONE]\n\n"
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps rebuilds it
 
 
-async def frames(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[bytes, None]:
+async def frames(batches: AsyncIterator[Batch]) -> AsyncGenerator[bytes, None]:
+    """One write per batch: the chunks an upstream read delivered leave together."""
     try:
         try:
-            async for chunk in chunks:
-                yield b"data: " + _encode(chunk).encode() + b"\n\n"
+            async for batch in batches:
+                yield b"".join([b"data: " + dumps(chunk) + b"\n\n" for chunk in batch])
         except TriageError as err:
             yield sse_error(err)
         yield DONE
     finally:
-        closer = getattr(chunks, "aclose", None)
+        closer = getattr(batches, "aclose", None)
         if closer is not None:
             await closer()
 

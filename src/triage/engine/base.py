@@ -15,6 +15,8 @@ from triage.config.schema import Deployment
 
 CallKind = Literal["chat", "completion", "embedding"]
 Chunk = dict[str, Any]
+# The chunks one upstream read delivered: relayed together, as one write to the client.
+Batch = list[Chunk]
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,10 @@ class Reply:
 
 
 class UpstreamStream(Protocol):
-    """A started upstream stream of OpenAI chunk dicts; `aclose` releases the connection."""
+    """A started upstream stream of OpenAI chunk dicts, in non-empty batches; `aclose`
+    releases the connection."""
 
-    def __aiter__(self) -> AsyncIterator[Chunk]: ...
+    def __aiter__(self) -> AsyncIterator[Batch]: ...
     async def aclose(self) -> None: ...
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from triage.config.schema import Config, Deployment
-from triage.engine.base import Call, Chunk, Reply, Timeouts
+from triage.engine.base import Batch, Call, Reply, Timeouts
 from triage.engine.payload import upstream_body
 from triage.errors import (
     BadRequest,
@@ -121,14 +121,14 @@ class _LiteLLMStream:
         self._lane = lane
         self._deployment = deployment
 
-    async def _chunks(self) -> AsyncIterator[Chunk]:
+    async def _chunks(self) -> AsyncIterator[Batch]:
         try:
             async for chunk in self._response:
-                yield chunk.model_dump(exclude_none=False)
+                yield [chunk.model_dump(exclude_none=False)]
         except Exception as exc:
             raise self._lane.map_error(exc, self._deployment) from None
 
-    def __aiter__(self) -> AsyncIterator[Chunk]:
+    def __aiter__(self) -> AsyncIterator[Batch]:
         return self._chunks()
 
     async def aclose(self) -> None:

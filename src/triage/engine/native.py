@@ -10,10 +10,7 @@ stream chunk). Like every transport it makes exactly one call and maps its failu
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import deque
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -21,7 +18,7 @@ from multidict import CIMultiDict
 
 from triage import __version__
 from triage.config.schema import Deployment
-from triage.engine.base import Call, CallKind, Chunk, Reply, Timeouts
+from triage.engine.base import Batch, Call, CallKind, Reply, Timeouts
 from triage.engine.native_errors import (
     ErrorInfo,
     inband_error,
@@ -30,7 +27,13 @@ from triage.engine.native_errors import (
     status_error,
 )
 from triage.engine.payload import upstream_body
-from triage.errors import UpstreamConnectionError, UpstreamError, UpstreamRejected
+from triage.errors import (
+    TriageError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamRejected,
+)
+from triage.wire import dumps, loads
 
 # Where hosted providers listen when a deployment names no api_base (LiteLLM's defaults).
 DEFAULT_API_BASES = {
@@ -74,7 +77,9 @@ def target(deployment: Deployment, kind: CallKind) -> Target:
         raise UpstreamRejected(
             f"deployment `{deployment.id}` has no api_base (provider `{params.provider}`)"
         )
-    headers: CIMultiDict[str] = CIMultiDict({"User-Agent": f"triage/{__version__}"})
+    headers: CIMultiDict[str] = CIMultiDict(
+        {"User-Agent": f"triage/{__version__}", "Content-Type": "application/json"}
+    )
     secret = params.api_key.get_secret_value() if params.api_key is not None else None
     if secret:
         headers["Authorization"] = f"Bearer {secret}"
@@ -95,7 +100,6 @@ def _new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies must never leak across clients
-        json_serialize=partial(json.dumps, separators=(",", ":")),
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=False,  # no process env below cli.py
     )
@@ -157,7 +161,7 @@ class NativeLane:
         try:
             response = await self._client().post(
                 where.url,
-                json=body,
+                data=dumps(body),
                 headers=where.headers,
                 # The runner bounds the whole attempt and the first token; only the connect
                 # phase needs its own, shorter limit.
@@ -185,7 +189,7 @@ def upstream_body_for(deployment: Deployment, call: Call) -> dict[str, Any]:
 
 def _decode(raw: bytes, deployment: Deployment, secret: str | None, what: str) -> dict[str, Any]:
     try:
-        document = json.loads(raw)
+        document = loads(raw)
     except ValueError:
         document = None
     if not isinstance(document, dict):
@@ -253,11 +257,13 @@ class SSEDecoder:
 
 
 class NativeStream:
-    """An upstream SSE stream as OpenAI chunk dicts (an `UpstreamStream`).
+    """An upstream SSE stream as batches of OpenAI chunk dicts (an `UpstreamStream`).
 
-    It is its own iterator, so the runner can take the first chunk and relay the rest from
-    the same position. `aclose` aborts the connection unless `[DONE]` arrived, so a client
-    that goes away stops generation upstream instead of leaving it to run to the end.
+    Each batch holds the chunks one read from the socket completed, so a fast upstream's burst
+    is relayed as one write rather than one per chunk. It is its own iterator, so the runner can
+    take the first batch and relay the rest from the same position. `aclose` aborts the
+    connection unless `[DONE]` arrived, so a client that goes away stops generation upstream
+    instead of leaving it to run to the end.
     """
 
     def __init__(
@@ -267,30 +273,40 @@ class NativeStream:
         self._deployment = deployment
         self._secret = secret
         self._decoder = SSEDecoder()
-        self._pending: deque[bytes] = deque()
         self._finished = False
         self._eof = False
+        self._failure: TriageError | None = None
 
     def __aiter__(self) -> NativeStream:
         return self
 
-    async def __anext__(self) -> Chunk:
-        while not self._pending:
+    async def __anext__(self) -> Batch:
+        while True:
             if self._finished:
                 raise StopAsyncIteration
             if self._eof:
                 raise UpstreamConnectionError(
                     f"deployment `{self._deployment.id}`: stream cut before it finished"
                 )
-            await self._fill()
-        data = self._pending.popleft()
-        if data.startswith(DONE):
-            self._finished = True
-            self._pending.clear()
-            raise StopAsyncIteration
-        return _decode(data, self._deployment, self._secret, "stream chunk")
+            if self._failure is not None:
+                raise self._failure
+            batch: Batch = []
+            for data in await self._read():
+                if data.startswith(DONE):
+                    self._finished = True
+                    break
+                try:
+                    batch.append(_decode(data, self._deployment, self._secret, "stream chunk"))
+                except TriageError as exc:
+                    if not batch:
+                        raise
+                    self._failure = exc  # the chunks before it still reach the client
+                    break
+            if batch:
+                return batch
 
-    async def _fill(self) -> None:
+    async def _read(self) -> list[bytes]:
+        """The events the next read completes (at end of input, whatever was left)."""
         try:
             data = await self._response.content.readany()
         except NETWORK_ERRORS:
@@ -299,10 +315,9 @@ class NativeStream:
                 f"deployment `{self._deployment.id}`: stream cut before it finished"
             ) from None
         if data:
-            self._pending.extend(self._decoder.feed(data))
-        else:
-            self._eof = True
-            self._pending.extend(self._decoder.flush())
+            return self._decoder.feed(data)
+        self._eof = True
+        return self._decoder.flush()
 
     async def aclose(self) -> None:
         if self._finished or self._eof:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from triage.config.schema import Config, Deployment
-from triage.engine.base import AttemptRecord, Call, Chunk, Outcome, Reply, Timeouts, Transport
+from triage.engine.base import AttemptRecord, Batch, Call, Outcome, Reply, Timeouts, Transport
 from triage.engine.base import UpstreamStream as _Stream
 from triage.engine.selection import choose
 from triage.errors import (
@@ -47,10 +47,10 @@ MAX_BACKOFF = 8.0
 
 @dataclass
 class StreamStart:
-    """A stream whose first chunk has arrived: from here on, no fallback is possible."""
+    """A stream whose first chunks have arrived: from here on, no fallback is possible."""
 
-    first: Chunk
-    rest: AsyncIterator[Chunk]
+    first: Batch
+    rest: AsyncIterator[Batch]
     outcome: Outcome
 
 
@@ -93,7 +93,7 @@ class Engine:
         return await self._run(plan, call, attempt)
 
     async def stream(self, plan: RoutePlan, call: Call) -> StreamStart:
-        async def attempt(deployment: Deployment, timeouts: Timeouts) -> tuple[_Stream, Chunk]:
+        async def attempt(deployment: Deployment, timeouts: Timeouts) -> tuple[_Stream, Batch]:
             upstream = await self.lane(deployment).open_stream(deployment, call, timeouts)
             try:
                 async with asyncio.timeout(timeouts.first_token):
@@ -119,8 +119,8 @@ class Engine:
 
     async def _relay(
         self, upstream: _Stream, outcome: Outcome, finish_by: float
-    ) -> AsyncIterator[Chunk]:
-        """The stream after its first chunk: bounded by the deadline, never falls back."""
+    ) -> AsyncIterator[Batch]:
+        """The stream after its first batch: bounded by the deadline, never falls back."""
         deployment = outcome.deployment.id
         failed = False
         try:
@@ -128,12 +128,12 @@ class Engine:
             while True:
                 try:
                     async with asyncio.timeout(max(0.0, finish_by - self.clock())):
-                        chunk = await anext(iterator)
+                        batch = await anext(iterator)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
                     raise UpstreamTimeout("stream exceeded its deadline") from None
-                yield chunk
+                yield batch
         except TriageError:
             failed = True  # a client that goes away is not the deployment's fault
             raise

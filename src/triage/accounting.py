@@ -6,6 +6,7 @@ tested on its own. Everything here runs after the upstream answered (or failed).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from triage.config.schema import Config, Deployment
 from triage.engine.base import Outcome
-from triage.ledger import Ledger, LedgerRow
+from triage.ledger import GroupCommit, Ledger, LedgerRow
 from triage.metering import (
     ComputePrice,
     Price,
@@ -96,6 +97,7 @@ class Accountant:
         self.prices = prices
         self.metrics = metrics
         self.ledger = ledger
+        self.commits = GroupCommit(ledger) if ledger is not None else None
         self.wall_clock = wall_clock
         self.throughput = ThroughputEstimator()
         # Bound label children per label set: labels() is a dict lookup plus validation that
@@ -133,17 +135,19 @@ class Accountant:
             throughput=self.throughput.tokens_per_second(deployment.id),
         ).usd
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Record) -> asyncio.Future[None] | None:
+        """Meter, count and log `record` and queue its ledger row. The request may be
+        acknowledged once the returned future (None: nothing to wait for) has resolved."""
         self.price(record)
         self._metrics(record)
         row = self._row(record)
-        if self.ledger is not None:
-            self.ledger.append(row)
+        committed = self.commits.submit(row) if self.commits is not None else None
         if log.isEnabledFor(logging.INFO):
             fields = _log_fields(row)
             if record.content is not None:
                 fields["content"] = record.content
             log.info("request", extra={"triage": fields})
+        return committed
 
     def _row(self, r: Record) -> LedgerRow:
         outcome = r.outcome

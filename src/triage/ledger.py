@@ -12,9 +12,10 @@ Money is stored as TEXT (plain decimal notation) so it round-trips exactly as ``
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -88,7 +89,8 @@ class LedgerRow:
 
 
 def _to_db(row: LedgerRow) -> tuple[Any, ...]:
-    values = list(astuple(row))
+    # Read field by field: dataclasses.astuple deep-copies every value (~20 µs a row).
+    values = [getattr(row, name) for name in _FIELDS]
     for index, value in enumerate(values):
         if isinstance(value, Decimal):
             values[index] = format(value, "f")  # no exponent: readable in the sqlite3 shell
@@ -160,6 +162,18 @@ class Ledger:
         with self._lock:
             self._conn.execute(_INSERT, values)
 
+    def append_many(self, rows: list[LedgerRow]) -> None:
+        """Record several requests in one transaction: all committed when this returns, or none."""
+        values = [_to_db(row) for row in rows]
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(_INSERT, values)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
     def rows(self, since: float | None = None) -> list[LedgerRow]:
         """Every row with ``ts >= since`` (all rows when None), oldest first."""
         start = float("-inf") if since is None else since
@@ -185,3 +199,49 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class GroupCommit:
+    """Group commit for a server: the rows submitted during one event-loop turn share one
+    transaction.
+
+    Each request still waits for its own row to be committed before it is acknowledged, so the
+    kill -9 guarantee holds; but requests that finish together pay for one commit between them
+    (a commit is most of an append's cost) instead of one each.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._rows: list[LedgerRow] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def submit(self, row: LedgerRow) -> asyncio.Future[None] | None:
+        """Queue `row`; the future resolves once it is committed. Outside an event loop the row
+        is committed before this returns (and None comes back)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.ledger.append(row)
+            return None
+        if not self._rows:
+            loop.call_soon(self.flush)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._rows.append(row)
+        self._waiters.append(waiter)
+        return waiter
+
+    def flush(self) -> None:
+        rows, waiters = self._rows, self._waiters
+        self._rows, self._waiters = [], []
+        if not rows:
+            return
+        try:
+            self.ledger.append_many(rows)
+        except Exception as exc:  # every waiting request fails with it, none is acknowledged
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

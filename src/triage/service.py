@@ -185,14 +185,14 @@ class Service:
         try:
             reply, outcome = await self.engine.complete(plan, call)
         except TriageError as err:
-            self._finish(record, http_status(err))
+            await self._finish(record, http_status(err))
             raise
         body = normalize_reply(kind, reply.body, outcome.deployment)
         record.outcome = outcome
         record.usage = usage_from(reply.body, estimate=lambda: _estimate(call, body))
         if key is not None and key.log_content:
             record.content = {"prompt": _text_of(request), "completion": _reply_text(body)}
-        self._finish(record, 200)
+        await self._finish(record, 200)
         return Answer(body, self._headers(plan, record))
 
     async def _stream(
@@ -201,7 +201,7 @@ class Service:
         try:
             start = await self.engine.stream(plan, call)
         except TriageError as err:
-            self._finish(record, http_status(err))
+            await self._finish(record, http_status(err))
             raise
         record.outcome = start.outcome
         record.ttft = self.clock() - record.started
@@ -248,15 +248,19 @@ class Service:
                 {"usage": usage} if usage else None,
                 estimate=lambda: (prompt_tokens, produced // 4),
             )
-            self._finish(record, status)
+            await self._finish(record, status)
 
-    def _finish(self, record: Record, status: int) -> None:
+    async def _finish(self, record: Record, status: int) -> None:
+        """Account for the request; returns once its ledger row is committed, so that nothing
+        is acknowledged that a crash could lose."""
         record.status = status
         record.finished = self.clock()
         self.metrics.in_flight.dec()
-        self.accountant.record(record)
+        committed = self.accountant.record(record)
         tokens = record.usage.total_tokens if record.usage else 0
         self.guard.record(record.key_id, tokens, record.cost)
+        if committed is not None:
+            await committed
 
     def _headers(self, plan: RoutePlan, record: Record) -> dict[str, str]:
         outcome = record.outcome

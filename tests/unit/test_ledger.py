@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from triage.ledger import Ledger, LedgerRow
+from triage.ledger import GroupCommit, Ledger, LedgerRow
 
 
 def make_row(**changes: Any) -> LedgerRow:
@@ -104,7 +105,7 @@ def test_a_float_cost_is_refused() -> None:
 _CHILD = """
 import sys, time
 from decimal import Decimal
-from triage.ledger import Ledger, LedgerRow
+from triage.ledger import GroupCommit, Ledger, LedgerRow
 ledger = Ledger(sys.argv[1])
 ledger.append(LedgerRow(
     ts=42.0, request_id="acked", key_id="k", task="chat", tier="local", route="r",
@@ -176,3 +177,44 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(RuntimeError, match="schema version 99"):
         Ledger(path)
+
+
+async def test_group_commit_acknowledges_each_row_only_once_it_is_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "usage.db"
+    with Ledger(path) as ledger:
+        commits = GroupCommit(ledger)
+        waiters = [commits.submit(make_row(request_id=f"r{i}")) for i in range(3)]
+        assert all(w is not None and not w.done() for w in waiters)
+        with Ledger(path) as other:
+            assert other.rows() == []  # nothing is committed within the submitting turn
+        await asyncio.gather(*[w for w in waiters if w is not None])
+        with Ledger(path) as other:
+            assert [row.request_id for row in other.rows()] == ["r0", "r1", "r2"]
+
+
+async def test_group_commit_is_all_or_nothing_and_every_waiter_sees_the_failure(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "usage.db"
+    with Ledger(path) as ledger:
+        commits = GroupCommit(ledger)
+        good = commits.submit(make_row(request_id="good"))
+        bad = commits.submit(make_row(request_id="bad", task=None))  # type: ignore[arg-type]
+        for waiter in (good, bad):
+            assert waiter is not None
+            with pytest.raises(sqlite3.IntegrityError):
+                await waiter
+        assert ledger.rows() == []
+        # The ledger is usable afterwards: the failed batch was rolled back.
+        again = commits.submit(make_row(request_id="later"))
+        assert again is not None
+        await again
+        assert [row.request_id for row in ledger.rows()] == ["later"]
+
+
+def test_group_commit_outside_an_event_loop_commits_at_once(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "usage.db") as ledger:
+        assert GroupCommit(ledger).submit(make_row()) is None
+        assert [row.request_id for row in ledger.rows()] == ["req-1"]

@@ -98,6 +98,7 @@ def create_app(
         )
     errors.install(app)
     install_openapi(app)
-    for module in (chat, embeddings, models, health, metrics_endpoint, insight, admin):
+    app.router.routes.extend([*chat.routes, *embeddings.routes])
+    for module in (models, health, metrics_endpoint, insight, admin):
         app.include_router(module.router)
     return app

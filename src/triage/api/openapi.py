@@ -97,9 +97,19 @@ def _ok_response(streams: bool) -> Schema:
 def _add_bodies(paths: Schema, refs: dict[type[BaseModel], Schema]) -> None:
     errors = _error_responses(refs[ErrorResponse])
     for path, model, streams in BODIES:
-        operation = paths[path]["post"]
+        # The OpenAI endpoints are plain Starlette routes, which FastAPI does not document.
+        operation = paths.setdefault(path, {}).setdefault("post", _operation(path))
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": refs[model]}}}
         operation["responses"] = {"200": _ok_response(streams), **errors}
+
+
+def _operation(path: str) -> Schema:
+    """Summary and operationId as FastAPI would name a handler for `path`."""
+    name = path.removeprefix("/v1/").replace("/", "_")
+    return {
+        "summary": name.replace("_", " ").title(),
+        "operationId": f"{name}_{path.strip('/').replace('/', '_')}_post",
+    }
 
 
 def _document_errors(paths: Schema, error_ref: Schema) -> None:

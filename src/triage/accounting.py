@@ -75,6 +75,7 @@ class _Bound:
     def __init__(self, m: Metrics, key: tuple[str, str, str, str, str, int]) -> None:
         endpoint, task, tier, group, deployment, status = key
         self.requests = m.requests.labels(endpoint, task, tier, group, deployment, str(status))
+        self.upstream = m.upstream.labels(deployment)
         self.duration = m.duration.labels(endpoint, group)
         self.ttft = m.ttft.labels(group)
         self.overhead = m.overhead.labels(endpoint)
@@ -187,7 +188,7 @@ class Accountant:
             bound.ttft.observe(r.ttft)
         if r.outcome is not None:
             upstream = sum(a.seconds for a in r.outcome.attempts)
-            self.metrics.upstream.labels(deployment).observe(r.outcome.upstream_seconds)
+            bound.upstream.observe(r.outcome.upstream_seconds)
             bound.overhead.observe(max(0.0, total - upstream))
             if len(r.outcome.attempts) > 1:
                 self._attempt_metrics(r.outcome)

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+import pydantic_core
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -26,7 +28,10 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__  # the type only: no traceback text
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        try:  # pydantic-core's encoder: ~1.6 µs a request line against json.dumps' ~7
+            return pydantic_core.to_json(entry, fallback=str).decode()
+        except pydantic_core.PydanticSerializationError:  # e.g. a lone surrogate in content
+            return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 def configure(level: str) -> None:

@@ -7,6 +7,7 @@ response is rebuilt here from the fields the spec defines, so clients never see 
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -18,20 +19,35 @@ from triage.engine.base import CallKind
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    """The objects in a list a backend sent; anything else (a malformed field) is no items."""
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _index(value: Any, default: int) -> int:
+    return value if type(value) is int and value >= 0 else default
+
+
 def _common(
     body: Mapping[str, Any], deployment: Deployment, obj: str, prefix: str
 ) -> dict[str, Any]:
     created = body.get("created")
+    if not isinstance(created, int | float) or not math.isfinite(created):
+        created = time.time()
     return {
         "id": str(body.get("id") or f"{prefix}-{uuid.uuid4().hex}"),
         "object": obj,
-        "created": int(created) if isinstance(created, int | float) else int(time.time()),
+        "created": int(created),
         "model": str(body.get("model") or deployment.litellm_params.model_name),
     }
 
 
 def _finish(value: Any, default: str | None) -> str | None:
-    if value in FINISH_REASONS:
+    if isinstance(value, str) and value in FINISH_REASONS:
         return str(value)
     if value == "eos" or value == "end_turn":
         return "stop"
@@ -52,7 +68,7 @@ def _usage(raw: Any) -> dict[str, Any] | None:
 
 
 def _tool_call(raw: Mapping[str, Any], *, delta: bool) -> dict[str, Any]:
-    function = raw.get("function") or {}
+    function = _mapping(raw.get("function"))
     out_fn: dict[str, Any] = {}
     if function.get("name") is not None or not delta:
         out_fn["name"] = str(function.get("name") or "")
@@ -61,7 +77,7 @@ def _tool_call(raw: Mapping[str, Any], *, delta: bool) -> dict[str, Any]:
         out_fn["arguments"] = arguments if isinstance(arguments, str) else _json(arguments)
     out: dict[str, Any] = {"function": out_fn}
     if delta:
-        out["index"] = int(raw.get("index") or 0)
+        out["index"] = _index(raw.get("index"), 0)
     if raw.get("id") is not None or not delta:
         out["id"] = str(raw.get("id") or f"call_{uuid.uuid4().hex[:24]}")
     if raw.get("type") is not None or not delta:
@@ -88,8 +104,8 @@ def _message(raw: Mapping[str, Any]) -> dict[str, Any]:
         "content": content if isinstance(content, str) else None,
         "refusal": raw.get("refusal") if isinstance(raw.get("refusal"), str) else None,
     }
-    calls = raw.get("tool_calls")
-    if isinstance(calls, list) and calls:
+    calls = _dicts(raw.get("tool_calls"))
+    if calls:
         message["tool_calls"] = [_tool_call(c, delta=False) for c in calls]
     return message
 
@@ -98,12 +114,12 @@ def chat_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str, Any
     out = _common(body, deployment, "chat.completion", "chatcmpl")
     out["choices"] = [
         {
-            "index": int(choice.get("index") or i),
-            "message": _message(choice.get("message") or {}),
+            "index": _index(choice.get("index"), i),
+            "message": _message(_mapping(choice.get("message"))),
             "finish_reason": _finish(choice.get("finish_reason"), "stop"),
             "logprobs": _logprobs(choice.get("logprobs")),
         }
-        for i, choice in enumerate(body.get("choices") or [])
+        for i, choice in enumerate(_dicts(body.get("choices")))
     ]
     usage = _usage(body.get("usage"))
     if usage is not None:
@@ -115,14 +131,14 @@ def text_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str, Any
     out = _common(body, deployment, "text_completion", "cmpl")
     out["choices"] = [
         {
-            "index": int(choice.get("index") or i),
+            "index": _index(choice.get("index"), i),
             "text": str(choice.get("text") or ""),
             "finish_reason": _finish(choice.get("finish_reason"), "stop"),
             "logprobs": choice.get("logprobs")
             if isinstance(choice.get("logprobs"), dict)
             else None,
         }
-        for i, choice in enumerate(body.get("choices") or [])
+        for i, choice in enumerate(_dicts(body.get("choices")))
     ]
     usage = _usage(body.get("usage"))
     if usage is not None:
@@ -134,11 +150,11 @@ def embedding_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str
     data = [
         {
             "object": "embedding",
-            "index": int(item.get("index") or i),
+            "index": _index(item.get("index"), i),
             "embedding": item["embedding"],
         }
-        for i, item in enumerate(body.get("data") or [])
-        if isinstance(item, Mapping)
+        for i, item in enumerate(_dicts(body.get("data")))
+        if isinstance(item.get("embedding"), list | str)  # str: encoding_format=base64
     ]
     usage = _usage(body.get("usage")) or {"prompt_tokens": 0, "total_tokens": 0}
     return {
@@ -167,8 +183,8 @@ def _delta(raw: Mapping[str, Any]) -> dict[str, Any]:
         delta["content"] = raw["content"]
     if isinstance(raw.get("refusal"), str):
         delta["refusal"] = raw["refusal"]
-    calls = raw.get("tool_calls")
-    if isinstance(calls, list) and calls:
+    calls = _dicts(raw.get("tool_calls"))
+    if calls:
         delta["tool_calls"] = [_tool_call(c, delta=True) for c in calls]
     return delta
 
@@ -181,15 +197,15 @@ def normalize_chunk(
         chunk, deployment, "text_completion" if text else "chat.completion.chunk", "chatcmpl"
     )
     choices = []
-    for i, choice in enumerate(chunk.get("choices") or []):
+    for i, choice in enumerate(_dicts(chunk.get("choices"))):
         item: dict[str, Any] = {
-            "index": int(choice.get("index") or i),
+            "index": _index(choice.get("index"), i),
             "finish_reason": _finish(choice.get("finish_reason"), None),
         }
         if text:
             item["text"] = str(choice.get("text") or "")
         else:
-            item["delta"] = _delta(choice.get("delta") or {})
+            item["delta"] = _delta(_mapping(choice.get("delta")))
         if _logprobs(choice.get("logprobs")) is not None:
             item["logprobs"] = _logprobs(choice.get("logprobs"))
         choices.append(item)
@@ -201,9 +217,76 @@ def normalize_chunk(
 
 
 def _is_empty(choice: Mapping[str, Any]) -> bool:
-    delta = choice.get("delta") or {}
+    delta = _mapping(choice.get("delta"))
     has_text = bool(delta.get("content") or delta.get("tool_calls") or delta.get("refusal"))
     return not has_text and choice.get("finish_reason") is None and not choice.get("text")
+
+
+# What a chat chunk may hold to be relayed byte for byte (see `passable`).
+_PASS_TOP = frozenset(
+    {"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
+)
+_PASS_CHOICE = frozenset({"index", "delta", "logprobs", "finish_reason"})
+_PASS_DELTA = frozenset({"role", "content"})
+
+
+def passable(chunk: Mapping[str, Any]) -> bool:
+    """Whether a chat chunk already is what `normalize_chunk` would make of it, give or take
+    optional fields the spec allows (a `system_fingerprint` string, a null `logprobs` or
+    `usage`). Explicit nulls the rebuild would drop (a null `content`) do not pass.
+
+    Text deltas from an OpenAI-faithful server (vLLM, llama.cpp, OpenAI and most of a stream
+    from anyone) pass, and their bytes are relayed as they came: rebuilding and re-encoding
+    them costs more than the rest of the relay. Tool calls, refusals, logprobs, usage and
+    anything unexpected take the full rebuild.
+    """
+    if (
+        not _PASS_TOP.issuperset(chunk)
+        or chunk.get("object") != "chat.completion.chunk"
+        or chunk.get("usage") is not None
+        or type(chunk.get("id")) is not str
+        or type(chunk.get("created")) is not int
+        or type(chunk.get("model")) is not str
+        or not chunk["id"]
+        or not chunk["model"]
+    ):
+        return False
+    choices = chunk.get("choices")
+    if type(chunk.get("system_fingerprint", "")) is not str or type(choices) is not list:
+        return False
+    for choice in choices:
+        if (
+            type(choice) is not dict
+            or not _PASS_CHOICE.issuperset(choice)
+            or type(choice.get("index")) is not int
+            or choice.get("logprobs") is not None
+            or "finish_reason" not in choice
+        ):
+            return False
+        finish, delta = choice["finish_reason"], choice.get("delta")
+        if finish is not None and (type(finish) is not str or finish not in FINISH_REASONS):
+            return False
+        if type(delta) is not dict or not _PASS_DELTA.issuperset(delta):
+            return False
+        if (
+            delta.get("role", "assistant") != "assistant"
+            or type(delta.get("content", "")) is not str
+        ):
+            return False
+    return bool(choices)
+
+
+_NULL_USAGE_TAILS = (b',"usage":null}', b', "usage": null}')
+
+
+def _without_null_usage(raw: bytes) -> bytes | None:
+    """`raw` without its `usage: null` member when that is the object's last one (where
+    servers put it), else None. A tail of `,"usage":null}` can only be the top-level object's
+    last member: the final brace closes that object, and a string would end in a quote."""
+    for tail in _NULL_USAGE_TAILS:
+        if raw.endswith(tail):
+            return raw[: -len(tail)] + b"}"
+    return None
 
 
 class StreamNormalizer:
@@ -224,12 +307,33 @@ class StreamNormalizer:
         self._count = 0
         self._last: Mapping[str, Any] | None = None
 
+    def relay(self, chunk: dict[str, Any], raw: bytes | None) -> dict[str, Any] | bytes | None:
+        """What to send for `chunk`: its upstream bytes when they can go as they are (raw JSON
+        on one line, `passable`), else the rebuilt chunk; None to send nothing."""
+        if raw is None or b"\n" in raw or b"\r" in raw or not passable(chunk):
+            return self(chunk)
+        if "usage" in chunk and not self.keep_usage:
+            # Triage asked for usage, the client did not: OpenAI then sends no `usage` at all.
+            raw = _without_null_usage(raw)
+            if raw is None:
+                return self(chunk)
+        if self._count:
+            for choice in chunk["choices"]:
+                delta = choice["delta"]
+                if delta.get("content") or delta.get("role") or choice["finish_reason"]:
+                    break
+            else:
+                return None  # an empty chunk after the first carries nothing
+        self._count += 1
+        self._last = chunk
+        return raw
+
     def __call__(self, chunk: Mapping[str, Any]) -> dict[str, Any] | None:
-        choices = chunk.get("choices") or []
+        choices = _dicts(chunk.get("choices"))
         empty = all(_is_empty(c) for c in choices)
         if chunk.get("usage") and empty:
             return self.usage_chunk(chunk["usage"], chunk) if self.keep_usage else None
-        if empty and self._count and not any((c.get("delta") or {}).get("role") for c in choices):
+        if empty and self._count and not any(_mapping(c.get("delta")).get("role") for c in choices):
             return None
         out = normalize_chunk(chunk, self.deployment, keep_usage=self.keep_usage)
         self._dedupe_tool_calls(out)

@@ -41,36 +41,44 @@ def tier_of(config: Config, task: str) -> str:
     return config.triage.tiers.get(task) or DEFAULT_TIERS.get(task, "light")
 
 
-def plan_for_group(config: Config, group: str) -> RoutePlan:
-    """A client named a concrete model group: it and its configured fallbacks."""
-    if group not in config.groups:
-        raise NotFound(f"The model `{group}` does not exist", param="model")
-    return _plan(config, Route(groups=[group]), route_name=group)
+class Planner:
+    """The policy for one config. Plans depend only on the config and the route, so each
+    route's is worked out once (on the hot path of every request) and then reused."""
 
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._plans: dict[tuple[str, str], RoutePlan] = {}
 
-def plan_for_task(
-    config: Config, classification: Classification, *, forced: bool = False
-) -> RoutePlan:
-    """An alias request: the task's route, escalated or defaulted as the config says."""
-    settings = config.triage
-    route, name = _route_for(config, classification, forced)
-    if (
-        settings.escalate is not None
-        and not forced
-        and classification.difficulty > settings.escalate.difficulty_above
-    ):
-        route, name = settings.escalate.route, "escalate"
-    return _with_task(_plan(config, route, route_name=name), config, classification)
+    def for_group(self, group: str) -> RoutePlan:
+        """A client named a concrete model group: it and its configured fallbacks."""
+        plan = self._plans.get(("group", group))
+        if plan is None:
+            if group not in self.config.groups:
+                raise NotFound(f"The model `{group}` does not exist", param="model")
+            plan = _plan(self.config, Route(groups=[group]), route_name=group)
+            self._plans["group", group] = plan
+        return plan
 
-
-def _with_task(plan: RoutePlan, config: Config, classification: Classification) -> RoutePlan:
-    return replace(
-        plan,
-        routed=True,
-        task=classification.task,
-        tier=tier_of(config, classification.task),
-        classification=classification,
-    )
+    def for_task(self, classification: Classification, *, forced: bool = False) -> RoutePlan:
+        """An alias request: the task's route, escalated or defaulted as the config says."""
+        config, settings = self.config, self.config.triage
+        route, name = _route_for(config, classification, forced)
+        if (
+            settings.escalate is not None
+            and not forced
+            and classification.difficulty > settings.escalate.difficulty_above
+        ):
+            route, name = settings.escalate.route, "escalate"
+        base = self._plans.get(("route", name))
+        if base is None:
+            base = self._plans["route", name] = _plan(config, route, route_name=name)
+        return replace(
+            base,
+            routed=True,
+            task=classification.task,
+            tier=tier_of(config, classification.task),
+            classification=classification,
+        )
 
 
 def _route_for(config: Config, classification: Classification, forced: bool) -> tuple[Route, str]:

@@ -16,14 +16,14 @@ from triage.accounting import Accountant, Record, usage_from
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.schema import Config
-from triage.engine.base import Batch, Call, CallKind, Chunk, Outcome
+from triage.engine.base import Batch, Call, CallKind, Chunk, Outcome, Relayed
 from triage.engine.runner import Engine
 from triage.errors import BadRequest, TriageError, http_status
 from triage.guard import Guard
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
 from triage.normalize import StreamNormalizer, normalize_reply
-from triage.policy import RoutePlan, is_alias, plan_for_group, plan_for_task, tier_of
+from triage.policy import Planner, RoutePlan, is_alias, tier_of
 from triage.protocol import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
@@ -58,7 +58,7 @@ class Answer:
 class StreamAnswer:
     """The stream as batches of chunks: each batch goes to the client as one write."""
 
-    chunks: AsyncIterator[Batch]
+    chunks: AsyncIterator[Relayed]
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,6 +76,8 @@ class Service:
         detector: Detector | None = None,
     ) -> None:
         self.config = config
+        self.planner = Planner(config)
+        self._classified: dict[tuple[str, str], Any] = {}
         self.guard = guard or Guard(config.auth)
         self.detector = detector
         self.engine = engine
@@ -91,9 +93,9 @@ class Service:
                 param="x-triage-task",
             )
         if not is_alias(self.config, request.model):
-            return plan_for_group(self.config, request.model)
+            return self.planner.for_group(request.model)
         classification = self._classify(request, meta)
-        return plan_for_task(self.config, classification, forced=meta.forced_task is not None)
+        return self.planner.for_task(classification, forced=meta.forced_task is not None)
 
     def _classify(self, request: Request, meta: Meta) -> Classification:
         if meta.forced_task is not None:
@@ -115,7 +117,11 @@ class Service:
         else:
             result = self.classifier.classify_text("")
         self.metrics.classification_seconds.observe(time.perf_counter() - started)
-        self.metrics.classifications.labels(result.task, result.reason.split(":")[0]).inc()
+        key = (result.task, result.reason.split(":")[0])
+        counter = self._classified.get(key)
+        if counter is None:  # labels() costs more than inc(); tasks x rule kinds is small
+            counter = self._classified[key] = self.metrics.classifications.labels(*key)
+        counter.inc()
         return result
 
     def admit(self, request: Request, meta: Meta) -> tuple[RoutePlan, KeySpec | None]:
@@ -219,20 +225,21 @@ class Service:
         record: Record,
         wants_usage: bool,
         prompt_tokens: int,
-    ) -> AsyncIterator[Batch]:
+    ) -> AsyncIterator[Relayed]:
         status, usage, produced = 499, None, 0
         normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
         try:
             batch: Batch | None = first
             iterator = aiter(rest)
             while batch is not None:
-                out: Batch = []
-                for chunk in batch:
+                out: Relayed = []
+                raw = batch.raw
+                for index, chunk in enumerate(batch):
                     usage = chunk.get("usage") or usage
                     produced += _chunk_chars(chunk)
-                    normal = normalizer(chunk)
-                    if normal is not None:
-                        out.append(normal)
+                    relayed = normalizer.relay(chunk, raw[index] if raw else None)
+                    if relayed is not None:
+                        out.append(relayed)
                 if out:
                     yield out
                 batch = await anext(iterator, None)
@@ -314,10 +321,16 @@ def _estimate(call: Call, body: dict[str, Any]) -> tuple[int, int]:
 
 
 def _chunk_chars(chunk: Chunk) -> int:
+    """Characters of generated text in an upstream chunk, however malformed."""
     total = 0
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        total += len(delta.get("content") or choice.get("text") or "")
+    choices = chunk.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        text = text or choice.get("text")
+        total += len(text) if isinstance(text, str) else 0
     return total
 
 

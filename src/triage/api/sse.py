@@ -13,19 +13,24 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from triage.api.errors import sse_error
-from triage.engine.base import Batch
+from triage.engine.base import Relayed
 from triage.errors import TriageError
 from triage.wire import dumps
 
 DONE = b"data: [DONE]\n\n"
 
 
-async def frames(batches: AsyncIterator[Batch]) -> AsyncGenerator[bytes, None]:
+async def frames(batches: AsyncIterator[Relayed]) -> AsyncGenerator[bytes, None]:
     """One write per batch: the chunks an upstream read delivered leave together."""
     try:
         try:
             async for batch in batches:
-                yield b"".join([b"data: " + dumps(chunk) + b"\n\n" for chunk in batch])
+                yield b"".join(
+                    [
+                        b"data: " + (chunk if type(chunk) is bytes else dumps(chunk)) + b"\n\n"
+                        for chunk in batch
+                    ]
+                )
         except TriageError as err:
             yield sse_error(err)
         yield DONE

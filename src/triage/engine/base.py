@@ -7,7 +7,7 @@ retries, cooldowns, fallbacks, deadlines. Lanes therefore share one set of relia
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -15,8 +15,20 @@ from triage.config.schema import Deployment
 
 CallKind = Literal["chat", "completion", "embedding"]
 Chunk = dict[str, Any]
-# The chunks one upstream read delivered: relayed together, as one write to the client.
-Batch = list[Chunk]
+
+
+class Batch(list[Chunk]):
+    """The chunks one upstream read delivered: relayed together, as one write to the client.
+
+    `raw`, when the lane has it, holds each chunk's JSON exactly as the upstream sent it, so a
+    chunk that is already in the shape the spec wants can be relayed without re-encoding.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, chunks: Iterable[Chunk] = (), raw: list[bytes] | None = None) -> None:
+        super().__init__(chunks)
+        self.raw = raw
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,10 @@ class Reply:
 
     body: dict[str, Any]
     compute_seconds: float | None = None
+
+
+# A batch on its way to the client: chunks to encode, or JSON bytes to send as they are.
+Relayed = list[Chunk | bytes]
 
 
 class UpstreamStream(Protocol):

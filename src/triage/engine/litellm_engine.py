@@ -124,7 +124,7 @@ class _LiteLLMStream:
     async def _chunks(self) -> AsyncIterator[Batch]:
         try:
             async for chunk in self._response:
-                yield [chunk.model_dump(exclude_none=False)]
+                yield Batch([chunk.model_dump(exclude_none=False)])
         except Exception as exc:
             raise self._lane.map_error(exc, self._deployment) from None
 

@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from triage import __version__
 from triage.config.schema import Deployment
-from triage.engine.base import Batch, Call, CallKind, Reply, Timeouts
+from triage.engine.base import Batch, Call, CallKind, Chunk, Reply, Timeouts
 from triage.engine.native_errors import (
     ErrorInfo,
     inband_error,
@@ -290,20 +290,22 @@ class NativeStream:
                 )
             if self._failure is not None:
                 raise self._failure
-            batch: Batch = []
+            chunks: list[Chunk] = []
+            raw: list[bytes] = []
             for data in await self._read():
                 if data.startswith(DONE):
                     self._finished = True
                     break
                 try:
-                    batch.append(_decode(data, self._deployment, self._secret, "stream chunk"))
+                    chunks.append(_decode(data, self._deployment, self._secret, "stream chunk"))
                 except TriageError as exc:
-                    if not batch:
+                    if not chunks:
                         raise
                     self._failure = exc  # the chunks before it still reach the client
                     break
-            if batch:
-                return batch
+                raw.append(data)
+            if chunks:
+                return Batch(chunks, raw)
 
     async def _read(self) -> list[bytes]:
         """The events the next read completes (at end of input, whatever was left)."""

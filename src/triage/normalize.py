@@ -15,8 +15,7 @@ from typing import Any
 
 from triage.config.schema import Deployment
 from triage.engine.base import CallKind
-
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+from triage.rawchunk import FINISH_REASONS, passable, text_chars, text_delta, trimmed
 
 
 def _dicts(value: Any) -> list[Mapping[str, Any]]:
@@ -222,73 +221,6 @@ def _is_empty(choice: Mapping[str, Any]) -> bool:
     return not has_text and choice.get("finish_reason") is None and not choice.get("text")
 
 
-# What a chat chunk may hold to be relayed byte for byte (see `passable`).
-_PASS_TOP = frozenset(
-    {"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
-)
-_PASS_CHOICE = frozenset({"index", "delta", "logprobs", "finish_reason"})
-_PASS_DELTA = frozenset({"role", "content"})
-
-
-def passable(chunk: Mapping[str, Any]) -> bool:
-    """Whether a chat chunk already is what `normalize_chunk` would make of it, give or take
-    optional fields the spec allows (a `system_fingerprint` string, a null `logprobs` or
-    `usage`). Explicit nulls the rebuild would drop (a null `content`) do not pass.
-
-    Text deltas from an OpenAI-faithful server (vLLM, llama.cpp, OpenAI and most of a stream
-    from anyone) pass, and their bytes are relayed as they came: rebuilding and re-encoding
-    them costs more than the rest of the relay. Tool calls, refusals, logprobs, usage and
-    anything unexpected take the full rebuild.
-    """
-    if (
-        not _PASS_TOP.issuperset(chunk)
-        or chunk.get("object") != "chat.completion.chunk"
-        or chunk.get("usage") is not None
-        or type(chunk.get("id")) is not str
-        or type(chunk.get("created")) is not int
-        or type(chunk.get("model")) is not str
-        or not chunk["id"]
-        or not chunk["model"]
-    ):
-        return False
-    choices = chunk.get("choices")
-    if type(chunk.get("system_fingerprint", "")) is not str or type(choices) is not list:
-        return False
-    for choice in choices:
-        if (
-            type(choice) is not dict
-            or not _PASS_CHOICE.issuperset(choice)
-            or type(choice.get("index")) is not int
-            or choice.get("logprobs") is not None
-            or "finish_reason" not in choice
-        ):
-            return False
-        finish, delta = choice["finish_reason"], choice.get("delta")
-        if finish is not None and (type(finish) is not str or finish not in FINISH_REASONS):
-            return False
-        if type(delta) is not dict or not _PASS_DELTA.issuperset(delta):
-            return False
-        if (
-            delta.get("role", "assistant") != "assistant"
-            or type(delta.get("content", "")) is not str
-        ):
-            return False
-    return bool(choices)
-
-
-_NULL_USAGE_TAILS = (b',"usage":null}', b', "usage": null}')
-
-
-def _without_null_usage(raw: bytes) -> bytes | None:
-    """`raw` without its `usage: null` member when that is the object's last one (where
-    servers put it), else None. A tail of `,"usage":null}` can only be the top-level object's
-    last member: the final brace closes that object, and a string would end in a quote."""
-    for tail in _NULL_USAGE_TAILS:
-        if raw.endswith(tail):
-            return raw[: -len(tail)] + b"}"
-    return None
-
-
 class StreamNormalizer:
     """Per-stream fixes that need memory of earlier chunks.
 
@@ -307,26 +239,36 @@ class StreamNormalizer:
         self._count = 0
         self._last: Mapping[str, Any] | None = None
 
-    def relay(self, chunk: dict[str, Any], raw: bytes | None) -> dict[str, Any] | bytes | None:
-        """What to send for `chunk`: its upstream bytes when they can go as they are (raw JSON
-        on one line, `passable`), else the rebuilt chunk; None to send nothing."""
-        if raw is None or b"\n" in raw or b"\r" in raw or not passable(chunk):
-            return self(chunk)
-        if "usage" in chunk and not self.keep_usage:
-            # Triage asked for usage, the client did not: OpenAI then sends no `usage` at all.
-            raw = _without_null_usage(raw)
-            if raw is None:
-                return self(chunk)
-        if self._count:
-            for choice in chunk["choices"]:
-                delta = choice["delta"]
-                if delta.get("content") or delta.get("role") or choice["finish_reason"]:
-                    break
-            else:
-                return None  # an empty chunk after the first carries nothing
+    def relay(
+        self, chunk: dict[str, Any], raw: bytes | None
+    ) -> tuple[dict[str, Any] | bytes | None, int]:
+        """What to send for `chunk` (None: nothing) and how many characters of text it carries.
+
+        Its upstream bytes when they can go as they are (rawchunk.py), else the rebuilt chunk.
+        """
+        if raw is not None:
+            fast = text_delta(raw, self.keep_usage)
+            if fast is not None:
+                out, role, chars = fast
+                return (self._relayed(chunk, out) if chars or role else self._empty(chunk)), chars
+            kept = trimmed(raw, chunk, self.keep_usage) if passable(chunk) else None
+            if kept is not None:
+                chars = text_chars(chunk)
+                busy = chars or any(
+                    c["delta"].get("role") or c["finish_reason"] for c in chunk["choices"]
+                )
+                return (self._relayed(chunk, kept) if busy else self._empty(chunk)), chars
+        return self(chunk), text_chars(chunk)
+
+    def _relayed(self, chunk: dict[str, Any], out: bytes) -> bytes:
         self._count += 1
         self._last = chunk
-        return raw
+        return out
+
+    def _empty(self, chunk: dict[str, Any]) -> dict[str, Any] | bytes | None:
+        """A chunk with no text, role or finish: the first goes out (rebuilt), later ones are
+        dropped, as `__call__` does."""
+        return self(chunk) if not self._count else None
 
     def __call__(self, chunk: Mapping[str, Any]) -> dict[str, Any] | None:
         choices = _dicts(chunk.get("choices"))

@@ -16,7 +16,7 @@ from triage.accounting import Accountant, Record, usage_from
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.schema import Config
-from triage.engine.base import Batch, Call, CallKind, Chunk, Outcome, Relayed
+from triage.engine.base import Batch, Call, CallKind, Outcome, Relayed
 from triage.engine.runner import Engine
 from triage.errors import BadRequest, TriageError, http_status
 from triage.guard import Guard
@@ -236,8 +236,8 @@ class Service:
                 raw = batch.raw
                 for index, chunk in enumerate(batch):
                     usage = chunk.get("usage") or usage
-                    produced += _chunk_chars(chunk)
-                    relayed = normalizer.relay(chunk, raw[index] if raw else None)
+                    relayed, chars = normalizer.relay(chunk, raw[index] if raw else None)
+                    produced += chars
                     if relayed is not None:
                         out.append(relayed)
                 if out:
@@ -318,20 +318,6 @@ def _prompt_chars(request: Request) -> int:
 def _estimate(call: Call, body: dict[str, Any]) -> tuple[int, int]:
     produced = sum(len(str(c.get("message", c.get("text", "")))) for c in body.get("choices", []))
     return call.prompt_chars // 4, produced // 4
-
-
-def _chunk_chars(chunk: Chunk) -> int:
-    """Characters of generated text in an upstream chunk, however malformed."""
-    total = 0
-    choices = chunk.get("choices")
-    for choice in choices if isinstance(choices, list) else ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else None
-        text = text or choice.get("text")
-        total += len(text) if isinstance(text, str) else 0
-    return total
 
 
 def _text_of(request: Request) -> str:

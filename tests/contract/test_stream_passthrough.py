@@ -1,10 +1,11 @@
 """Stream chunks relayed byte for byte must be exactly as good as rebuilt ones.
 
-`StreamNormalizer.relay` sends an upstream chunk's own bytes when `passable` says the chunk is
-already in shape. Hypothesis draws chunks near that boundary (right and wrong types, extra keys,
-tool calls, usage, odd finish reasons) and checks every chunk that went out raw: one line, valid
-against the OpenAI spec, and the same as the rebuilt chunk apart from the optional fields the
-spec allows (`system_fingerprint`, a null `logprobs`, a null `usage` when the client asked).
+`StreamNormalizer.relay` sends an upstream chunk's own bytes when it has the common text-delta
+shape (`text_delta`) or `passable` says it is already in shape. Hypothesis draws chunks near
+that boundary (right and wrong types, extra keys, tool calls, usage, odd finish reasons) and
+checks every chunk that went out raw: one line, valid against the OpenAI spec, and the same as
+the rebuilt chunk apart from the optional fields the spec allows (`system_fingerprint`, a null
+`logprobs`, a null `usage` when the client asked) and vLLM's null `stop_reason`, cut out.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from hypothesis import strategies as st
 
 from tests.contract.openapi_spec import validate
 from tests.helpers import config_from, deployment
-from triage.normalize import StreamNormalizer, normalize_chunk, passable
+from triage.normalize import StreamNormalizer, normalize_chunk
+from triage.rawchunk import passable, text_chars, text_delta
 
 DEPLOYMENT = config_from(
     {"model_list": [deployment("g", "hosted_vllm/m", "http://127.0.0.1:9/v1")]}
 ).model_list[0]
-OPTIONAL = ("system_fingerprint", "usage")
 
 texts = st.text(max_size=12)
 odd = st.one_of(
@@ -42,7 +43,7 @@ good_choices = st.fixed_dictionaries(
         ),
         "finish_reason": st.sampled_from([None, "stop", "length", "tool_calls"]),
     },
-    optional={"logprobs": st.none()},
+    optional={"logprobs": st.none(), "stop_reason": st.none()},  # stop_reason: vLLM's
 )
 good_chunks = st.fixed_dictionaries(
     {
@@ -53,6 +54,31 @@ good_chunks = st.fixed_dictionaries(
         "choices": st.lists(good_choices, min_size=1, max_size=2),
     },
     optional={"system_fingerprint": st.one_of(st.just("fp"), st.none()), "usage": st.none()},
+)
+# The common shape (`text_delta`): one text delta, no finish, in OpenAI's member order.
+common_chunks = st.builds(
+    lambda fp, role, text, stop, usage: {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "m",
+        **({"system_fingerprint": fp} if fp else {}),
+        "choices": [
+            {
+                "index": 0,
+                "delta": {**role, "content": text},
+                "logprobs": None,
+                "finish_reason": None,
+                **stop,
+            }
+        ],
+        **usage,
+    },
+    st.one_of(st.none(), st.just("fp_1")),
+    st.sampled_from([{}, {"role": "assistant"}]),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=8) | st.sampled_from(['"', "\\", ""]),
+    st.sampled_from([{}, {"stop_reason": None}]),
+    st.sampled_from([{}, {"usage": None}]),
 )
 EXTRA = {
     "usage": {"prompt_tokens": 1, "completion_tokens": 2},
@@ -86,8 +112,28 @@ def chunks(draw: st.DrawFn) -> dict[str, Any]:
     return chunk
 
 
+ORDER = {
+    k: i
+    for i, k in enumerate(
+        ["id", "object", "created", "model", "system_fingerprint", "choices", "usage"]
+        + ["index", "delta", "logprobs", "finish_reason", "stop_reason", "role", "content"]
+    )
+}
+
+
+def _openai_order(value: Any) -> Any:
+    """Members in the order OpenAI and vLLM write them (the shape `text_delta` knows)."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: ORDER.get(k, len(ORDER)))
+        return {k: _openai_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_openai_order(v) for v in value]
+    return value
+
+
 encodings = st.sampled_from(
     [
+        lambda c: json.dumps(_openai_order(c), separators=(",", ":")).encode(),
         lambda c: json.dumps(c, separators=(",", ":")).encode(),  # compact, like vLLM
         lambda c: json.dumps(c).encode(),  # ", " and ": ", like Python servers
         lambda c: json.dumps(c, indent=1).encode(),  # several lines: must never go raw
@@ -106,7 +152,9 @@ def _made_up_aside(out: dict[str, Any] | None, chunk: dict[str, Any]) -> Any:
 
 
 def _comparable(chunk: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in chunk.items() if k not in OPTIONAL or v not in (None, "fp")}
+    out = {k: v for k, v in chunk.items() if k != "system_fingerprint"}
+    if out.get("usage", 0) is None:
+        del out["usage"]
     out["choices"] = [
         {k: v for k, v in c.items() if k != "logprobs" or v is not None} for c in out["choices"]
     ]
@@ -114,7 +162,12 @@ def _comparable(chunk: dict[str, Any]) -> dict[str, Any]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(chunk=chunks(), encode=encodings, keep_usage=st.booleans(), earlier=st.booleans())
+@given(
+    chunk=chunks() | common_chunks,
+    encode=encodings,
+    keep_usage=st.booleans(),
+    earlier=st.booleans(),
+)
 def test_a_chunk_relayed_raw_equals_its_rebuilt_form(
     chunk: dict[str, Any], encode: Any, keep_usage: bool, earlier: bool
 ) -> None:
@@ -124,8 +177,9 @@ def test_a_chunk_relayed_raw_equals_its_rebuilt_form(
         first = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
         fast({**first, "choices": []})
         slow({**first, "choices": []})
-    sent = fast.relay(chunk, raw)
+    sent, chars = fast.relay(chunk, raw)
     rebuilt = slow(chunk)
+    assert chars == text_chars(chunk) or b"\\" in raw  # escapes are counted as written
     if not isinstance(sent, bytes):
         # Not raw: exactly the rebuild (or dropped like it), made-up id and time aside.
         assert _made_up_aside(sent, chunk) == _made_up_aside(rebuilt, chunk)
@@ -152,7 +206,14 @@ def test_openai_style_text_deltas_go_raw_and_tool_calls_do_not() -> None:
     }
     assert passable(text)
     raw = json.dumps(text, separators=(",", ":")).encode()
-    sent = StreamNormalizer(DEPLOYMENT, keep_usage=False).relay(text, raw)
-    assert sent == raw.replace(b',"usage":null', b"")
+    sent, chars = StreamNormalizer(DEPLOYMENT, keep_usage=False).relay(text, raw)
+    assert (sent, chars) == (raw.replace(b',"usage":null', b""), 2)
+    assert text_delta(raw, keep_usage=True) == (raw, False, 2)  # the fast shape
+    vllm = {**text, "choices": [{**text["choices"][0], "stop_reason": None}]}
+    vllm.pop("system_fingerprint")
+    vllm.pop("usage")
+    raw = json.dumps(vllm, separators=(",", ":")).encode()
+    sent, _ = StreamNormalizer(DEPLOYMENT, keep_usage=False).relay(vllm, raw)
+    assert sent == raw.replace(b',"stop_reason":null', b"")
     tool = {**text, "choices": [{"index": 0, "delta": {"tool_calls": []}, "finish_reason": None}]}
     assert not passable(tool)

@@ -1,0 +1,126 @@
+"""Which upstream stream chunks may be relayed as the bytes they came in, and how.
+
+Most of any stream is text deltas that are already what the OpenAI spec wants. Rebuilding and
+re-encoding each one (normalize.py) costs more than the rest of the relay, so a chunk that
+passes here goes out as its upstream bytes, less the members OpenAI itself would not send: a
+null `usage` the client did not ask for, and vLLM's null `stop_reason`. Only the members are cut
+out, never anything inside a string: in valid JSON (every chunk here was decoded first) a
+sequence that starts with `,"` cannot lie inside a string, whose quotes are all escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+_PASS_TOP = frozenset(
+    {"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
+)
+_PASS_CHOICE = frozenset({"index", "delta", "logprobs", "finish_reason", "stop_reason"})
+_PASS_DELTA = frozenset({"role", "content"})
+_NULL_USAGE_TAILS = (b',"usage":null}', b', "usage": null}')
+_NULL_STOP_REASONS = (b',"stop_reason":null', b', "stop_reason": null')
+
+# The shape of nearly every chunk from OpenAI, vLLM and the fake: one text delta, no finish
+# reason, members in OpenAI's order, compact. Matching it is ~4x cheaper than `passable` and
+# also measures the text, so such a chunk skips both. Group 1: the role; group 2: the text.
+_STRING = rb'"[^"\\]+(?:\\.[^"\\]*)*"'
+TEXT_DELTA = re.compile(
+    rb'\{"id":' + _STRING + rb',"object":"chat\.completion\.chunk","created":[0-9]+,'
+    rb'"model":' + _STRING + rb",(?:" + rb'"system_fingerprint":' + _STRING + rb",)?"
+    rb'"choices":\[\{"index":[0-9]+,"delta":\{("role":"assistant",)?'
+    rb'"content":"([^"\\]*(?:\\.[^"\\]*)*)"\},'
+    rb'(?:"logprobs":null,)?"finish_reason":null(?:,"stop_reason":null)?\}\](?:,"usage":null)?\}'
+)
+
+
+def passable(chunk: Mapping[str, Any]) -> bool:
+    """Whether a chat chunk already is what `normalize_chunk` would make of it, give or take
+    optional fields the spec allows (a `system_fingerprint` string, a null `logprobs` or
+    `usage`) and a null `stop_reason` (cut out by `trimmed`). Explicit nulls the rebuild would
+    drop (a null `content`) do not pass; nor do tool calls, refusals, logprobs or usage.
+    """
+    if (
+        not _PASS_TOP.issuperset(chunk)
+        or chunk.get("object") != "chat.completion.chunk"
+        or chunk.get("usage") is not None
+        or type(chunk.get("id")) is not str
+        or type(chunk.get("created")) is not int
+        or type(chunk.get("model")) is not str
+        or not chunk["id"]
+        or not chunk["model"]
+    ):
+        return False
+    choices = chunk.get("choices")
+    if type(chunk.get("system_fingerprint", "")) is not str or type(choices) is not list:
+        return False
+    for choice in choices:
+        if (
+            type(choice) is not dict
+            or not _PASS_CHOICE.issuperset(choice)
+            or type(choice.get("index")) is not int
+            or choice.get("logprobs") is not None
+            or choice.get("stop_reason") is not None
+            or "finish_reason" not in choice
+        ):
+            return False
+        finish, delta = choice["finish_reason"], choice.get("delta")
+        if finish is not None and (type(finish) is not str or finish not in FINISH_REASONS):
+            return False
+        if type(delta) is not dict or not _PASS_DELTA.issuperset(delta):
+            return False
+        if (
+            delta.get("role", "assistant") != "assistant"
+            or type(delta.get("content", "")) is not str
+        ):
+            return False
+    return bool(choices)
+
+
+def trimmed(raw: bytes, chunk: Mapping[str, Any], keep_usage: bool) -> bytes | None:
+    """`raw` without a null `stop_reason` in each choice and, unless `keep_usage`, without a
+    null `usage`; None when they are not where servers put them (last in their object)."""
+    if b"\n" in raw or b"\r" in raw:
+        return None  # one line only: the bytes go inside a single `data:` line
+    stops = sum("stop_reason" in choice for choice in chunk["choices"])
+    if stops:
+        cut = next((t for t in _NULL_STOP_REASONS if raw.count(t) == stops), None)
+        if cut is None:
+            return None
+        raw = raw.replace(cut, b"")
+    if "usage" in chunk and not keep_usage:
+        # Triage asked for usage, the client did not: OpenAI then sends no `usage` at all.
+        tail = next((t for t in _NULL_USAGE_TAILS if raw.endswith(t)), None)
+        if tail is None:
+            return None
+        raw = raw[: -len(tail)] + b"}"
+    return raw
+
+
+def text_delta(raw: bytes, keep_usage: bool) -> tuple[bytes, bool, int] | None:
+    """For a chunk of the common shape (`TEXT_DELTA`): the bytes to send, whether it sets the
+    role, and the length of its text (escapes counted as written: it feeds an estimate)."""
+    match = TEXT_DELTA.fullmatch(raw)
+    if match is None:
+        return None
+    if b',"stop_reason":null}' in raw:
+        raw = raw.replace(b',"stop_reason":null}', b"}", 1)
+    if not keep_usage and raw.endswith(b',"usage":null}'):
+        raw = raw[:-14] + b"}"
+    return raw, match.start(1) >= 0, match.end(2) - match.start(2)
+
+
+def text_chars(chunk: Mapping[str, Any]) -> int:
+    """Characters of generated text in an upstream chunk, however malformed."""
+    total = 0
+    choices = chunk.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        text = text or choice.get("text")
+        total += len(text) if isinstance(text, str) else 0
+    return total

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import config_from, deployment
 from triage.config import Config
@@ -76,6 +78,56 @@ def test_sse_decoder_handles_split_reads_crlf_comments_and_multiline_data() -> N
     assert decoder.feed(b":1}\r\n\r\ndata:x\ndata: y\n\nid: 3\n") == [b'{"a":1}', b"x\ny"]
     assert decoder.feed(b"data: [DONE]") == []
     assert decoder.flush() == [b"[DONE]"]
+
+
+def _reference_sse(stream: bytes) -> list[bytes]:
+    """The SSE rules for `data`, applied to the whole stream at once, line by line."""
+    events, data = [], []
+    for line in stream.split(b"\n"):
+        line = line.removesuffix(b"\r")
+        if not line:
+            if data:
+                events.append(b"\n".join(data))
+            data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+    if data:
+        events.append(b"\n".join(data))
+    return events
+
+
+SSE_PIECES = [
+    b'data: {"n":1}\n\n',
+    b"data: x\n",
+    b"data:y\n",
+    b"data:  two spaces\n",
+    b"\n",
+    b": comment\n",
+    b"\r\n",
+    b"event: e\n",
+    b"data: [DONE]\n\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(SSE_PIECES), max_size=12),
+    cuts=st.lists(st.integers(0, 200), max_size=4),
+)
+def test_sse_decoder_matches_the_sse_rules_however_the_bytes_are_split(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(pieces)
+    decoder = SSEDecoder()
+    events: list[bytes] = []
+    start = 0
+    for cut in sorted(c for c in cuts if c <= len(stream)):
+        events += decoder.feed(stream[start:cut])
+        start = cut
+    events += decoder.feed(stream[start:])
+    events += decoder.flush()
+    assert events == _reference_sse(stream)
 
 
 @pytest.mark.parametrize(

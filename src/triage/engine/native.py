@@ -231,8 +231,17 @@ class SSEDecoder:
         end = self._buffer.rfind(b"\n")
         if end < 0:
             return []
-        lines = bytes(self._buffer[:end]).split(b"\n")
+        text = bytes(self._buffer[:end])
         del self._buffer[: end + 1]
+        lines = text.split(b"\n")
+        if not self._data and b"\r" not in text:
+            # What OpenAI-protocol servers send: `data: {...}` and a blank line, over and over.
+            # Recognised as a whole, it needs no line-by-line walk.
+            values = lines[0::2]
+            if not any(lines[1::2]) and all(v.startswith(b"data: ") for v in values):
+                if len(lines) % 2:  # the last event's blank line has not arrived yet
+                    self._data = [values.pop()[6:]]
+                return [v[6:] for v in values]
         return self._lines(lines)
 
     def flush(self) -> list[bytes]:

@@ -226,13 +226,14 @@ class Service:
         wants_usage: bool,
         prompt_tokens: int,
     ) -> AsyncIterator[Relayed]:
-        status, usage, produced = 499, None, 0
+        status, usage, produced, finished = 499, None, 0, False
         normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
+        iterator = aiter(rest)
         try:
             batch: Batch | None = first
-            iterator = aiter(rest)
+            out = Relayed()
             while batch is not None:
-                out: Relayed = []
+                out = Relayed()
                 raw = batch.raw
                 for index, chunk in enumerate(batch):
                     usage = chunk.get("usage") or usage
@@ -240,22 +241,32 @@ class Service:
                     produced += chars
                     if relayed is not None:
                         out.append(relayed)
+                if batch.last:
+                    break  # the upstream ended in this read: `out` is the last write
                 if out:
                     yield out
+                out = Relayed()
                 batch = await anext(iterator, None)
             if wants_usage and not normalizer.usage_sent:
                 # The backend ignored stream_options.include_usage: Triage counts instead.
-                yield [normalizer.usage_chunk(usage or _counted(prompt_tokens, produced))]
+                out.append(normalizer.usage_chunk(usage or _counted(prompt_tokens, produced)))
             status = 200
+            # Accounted (the ledger row committed) before the last write, which ends the stream.
+            record.usage = _stream_usage(usage, prompt_tokens, produced)
+            finished = True
+            await self._finish(record, status)
+            out.last = True
+            yield out
         except TriageError as err:
             status = http_status(err)
             raise
         finally:
-            record.usage = usage_from(
-                {"usage": usage} if usage else None,
-                estimate=lambda: (prompt_tokens, produced // 4),
-            )
-            await self._finish(record, status)
+            closer = getattr(iterator, "aclose", None)
+            if closer is not None:
+                await closer()  # releases the upstream at once, however the relay ended
+            if not finished:
+                record.usage = _stream_usage(usage, prompt_tokens, produced)
+                await self._finish(record, status)
 
     async def _finish(self, record: Record, status: int) -> None:
         """Account for the request; returns once its ledger row is committed, so that nothing
@@ -333,6 +344,13 @@ def _reply_text(body: dict[str, Any]) -> str:
         message = choice.get("message") or {}
         parts.append(str(message.get("content") or choice.get("text") or ""))
     return "\n".join(parts)
+
+
+def _stream_usage(usage: Any, prompt_tokens: int, produced_chars: int) -> Usage:
+    return usage_from(
+        {"usage": usage} if usage else None,
+        estimate=lambda: (prompt_tokens, produced_chars // 4),
+    )
 
 
 def _counted(prompt_tokens: int, produced_chars: int) -> dict[str, int]:

@@ -120,6 +120,15 @@ def _chat(client: httpx.Client, url: str, model: str, rid: str) -> httpx.Respons
     )
 
 
+def _streamed(client: httpx.Client, url: str, model: str, rid: str) -> bool:
+    """Whether a streamed request was acknowledged: it ended with `[DONE]` and no error."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"x-request-id": rid}
+    with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as r:
+        text = b"".join(r.iter_bytes())
+    return r.status_code == 200 and text.endswith(b"data: [DONE]\n\n") and b'"error"' not in text
+
+
 def test_ledger_keeps_every_acknowledged_request_after_kill_9(
     fake: FakeUpstreamThread, tmp_path: Path
 ) -> None:
@@ -133,8 +142,14 @@ def test_ledger_keeps_every_acknowledged_request_after_kill_9(
                 if stop.is_set():
                     return
                 try:
-                    if _chat(client, url, "native", f"r-{i}").status_code == 200:
-                        acknowledged.append(f"r-{i}")
+                    # Streams too: their row must be committed before the `[DONE]` goes out.
+                    rid = f"r-{i}"
+                    if i % 2:
+                        ok = _streamed(client, url, "native", rid)
+                    else:
+                        ok = _chat(client, url, "native", rid).status_code == 200
+                    if ok:
+                        acknowledged.append(rid)
                 except httpx.HTTPError:
                     return
 

@@ -2,7 +2,8 @@
 
 `EventStream` is Triage's own streaming response rather than Starlette's StreamingResponse, for
 two reasons measured on the relay path:
-- `[DONE]` goes out in the same ASGI message (one socket write) as the end of the body;
+- `[DONE]` goes out in the same ASGI message (one socket write) as the last chunks and the end
+  of the body;
 - a client that goes away is noticed by one small watcher task that cancels the relay, instead
   of an anyio task group per response.
 Either way the chunk pipeline is closed when the response ends for any reason, including a
@@ -27,19 +28,25 @@ DONE = b"data: [DONE]\n\n"
 
 
 async def frames(batches: AsyncIterator[Relayed]) -> AsyncGenerator[bytes, None]:
-    """One frame group per batch (one write); a failure becomes an error event. `[DONE]` is
-    the response's to send."""
+    """One frame group per batch (one write); a failure becomes an error event. The stream's
+    last write ends with `[DONE]`: the last batch's own when the service marks it."""
     try:
         try:
             async for batch in batches:
-                yield b"".join(
+                frame = b"".join(
                     [
                         b"data: " + (chunk if type(chunk) is bytes else dumps(chunk)) + b"\n\n"
                         for chunk in batch
                     ]
                 )
+                if batch.last:
+                    yield frame + DONE
+                    return
+                yield frame
         except TriageError as err:
-            yield sse_error(err)
+            yield sse_error(err) + DONE
+            return
+        yield DONE
     finally:
         closer = getattr(batches, "aclose", None)
         if closer is not None:
@@ -73,9 +80,14 @@ class EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for frame in self._body:
+                if frame.endswith(DONE):  # the last write: it ends the response too
+                    state["done"] = True
+                    await send({"type": "http.response.body", "body": frame, "more_body": False})
+                    break
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
-            state["done"] = True
-            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+            else:
+                state["done"] = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not state["gone"]:
                 raise

@@ -22,13 +22,17 @@ class Batch(list[Chunk]):
 
     `raw`, when the lane has it, holds each chunk's JSON exactly as the upstream sent it, so a
     chunk that is already in the shape the spec wants can be relayed without re-encoding.
+    `last` says the upstream ended the stream in the same read, so nothing follows.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("last", "raw")
 
-    def __init__(self, chunks: Iterable[Chunk] = (), raw: list[bytes] | None = None) -> None:
+    def __init__(
+        self, chunks: Iterable[Chunk] = (), raw: list[bytes] | None = None, *, last: bool = False
+    ) -> None:
         super().__init__(chunks)
         self.raw = raw
+        self.last = last
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,16 @@ class Reply:
     compute_seconds: float | None = None
 
 
-# A batch on its way to the client: chunks to encode, or JSON bytes to send as they are.
-Relayed = list[Chunk | bytes]
+class Relayed(list[Chunk | bytes]):
+    """A batch on its way to the client: chunks to encode, or JSON bytes to send as they are.
+    `last`: the stream ends with it (and it is accounted for), so `[DONE]` can share its write.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self, items: Iterable[Chunk | bytes] = (), *, last: bool = False) -> None:
+        super().__init__(items)
+        self.last = last
 
 
 class UpstreamStream(Protocol):

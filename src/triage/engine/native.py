@@ -314,7 +314,7 @@ class NativeStream:
                     break
                 raw.append(data)
             if chunks:
-                return Batch(chunks, raw)
+                return Batch(chunks, raw, last=self._finished)
 
     async def _read(self) -> list[bytes]:
         """The events the next read completes (at end of input, whatever was left)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from triage.config.schema import Deployment
 from triage.engine.base import CallKind
-from triage.rawchunk import FINISH_REASONS, passable, text_chars, text_delta, trimmed
+from triage.rawchunk import FINISH_REASONS, passable, text_chars, trimmed
 
 
 def _dicts(value: Any) -> list[Mapping[str, Any]]:
@@ -247,16 +247,17 @@ class StreamNormalizer:
         Its upstream bytes when they can go as they are (rawchunk.py), else the rebuilt chunk.
         """
         if raw is not None:
-            fast = text_delta(raw, self.keep_usage)
-            if fast is not None:
-                out, role, chars = fast
-                return (self._relayed(chunk, out) if chars or role else self._empty(chunk)), chars
             kept = trimmed(raw, chunk, self.keep_usage) if passable(chunk) else None
             if kept is not None:
-                chars = text_chars(chunk)
-                busy = chars or any(
-                    c["delta"].get("role") or c["finish_reason"] for c in chunk["choices"]
-                )
+                chars, busy = 0, False
+                for choice in chunk["choices"]:  # shapes checked by `passable`
+                    delta = choice["delta"]
+                    text = delta.get("content")
+                    if text:
+                        chars += len(text)
+                        busy = True
+                    elif "role" in delta or choice["finish_reason"] is not None:
+                        busy = True
                 return (self._relayed(chunk, kept) if busy else self._empty(chunk)), chars
         return self(chunk), text_chars(chunk)
 

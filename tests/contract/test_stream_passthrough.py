@@ -1,7 +1,7 @@
 """Stream chunks relayed byte for byte must be exactly as good as rebuilt ones.
 
-`StreamNormalizer.relay` sends an upstream chunk's own bytes when it has the common text-delta
-shape (`text_delta`) or `passable` says it is already in shape. Hypothesis draws chunks near
+`StreamNormalizer.relay` sends an upstream chunk's own bytes when `passable` says it is
+already in shape. Hypothesis draws chunks near
 that boundary (right and wrong types, extra keys, tool calls, usage, odd finish reasons) and
 checks every chunk that went out raw: one line, valid against the OpenAI spec, and the same as
 the rebuilt chunk apart from the optional fields the spec allows (`system_fingerprint`, a null
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.contract.openapi_spec import validate
 from tests.helpers import config_from, deployment
 from triage.normalize import StreamNormalizer, normalize_chunk
-from triage.rawchunk import passable, text_chars, text_delta
+from triage.rawchunk import passable, text_chars
 
 DEPLOYMENT = config_from(
     {"model_list": [deployment("g", "hosted_vllm/m", "http://127.0.0.1:9/v1")]}
@@ -55,7 +55,7 @@ good_chunks = st.fixed_dictionaries(
     },
     optional={"system_fingerprint": st.one_of(st.just("fp"), st.none()), "usage": st.none()},
 )
-# The common shape (`text_delta`): one text delta, no finish, in OpenAI's member order.
+# The common shape: one text delta, no finish, in OpenAI's member order.
 common_chunks = st.builds(
     lambda fp, role, text, stop, usage: {
         "id": "chatcmpl-1",
@@ -122,7 +122,7 @@ ORDER = {
 
 
 def _openai_order(value: Any) -> Any:
-    """Members in the order OpenAI and vLLM write them (the shape `text_delta` knows)."""
+    """Members in the order OpenAI and vLLM write them."""
     if isinstance(value, dict):
         keys = sorted(value, key=lambda k: ORDER.get(k, len(ORDER)))
         return {k: _openai_order(value[k]) for k in keys}
@@ -208,7 +208,6 @@ def test_openai_style_text_deltas_go_raw_and_tool_calls_do_not() -> None:
     raw = json.dumps(text, separators=(",", ":")).encode()
     sent, chars = StreamNormalizer(DEPLOYMENT, keep_usage=False).relay(text, raw)
     assert (sent, chars) == (raw.replace(b',"usage":null', b""), 2)
-    assert text_delta(raw, keep_usage=True) == (raw, False, 2)  # the fast shape
     vllm = {**text, "choices": [{**text["choices"][0], "stop_reason": None}]}
     vllm.pop("system_fingerprint")
     vllm.pop("usage")

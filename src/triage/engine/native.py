@@ -110,6 +110,9 @@ class NativeLane:
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # Each deployment's URL and headers, worked out once. Keyed by identity and holding the
+        # deployment itself, so a reloaded config's deployments get entries of their own.
+        self._targets: dict[tuple[int, CallKind], tuple[Deployment, Target]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -156,7 +159,13 @@ class NativeLane:
         self, deployment: Deployment, call: Call, timeouts: Timeouts
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """Start the call; return the response once its status is known to be a success."""
-        where = target(deployment, call.kind)
+        cached = self._targets.get((id(deployment), call.kind))
+        if cached is None or cached[0] is not deployment:
+            cached = self._targets[id(deployment), call.kind] = (
+                deployment,
+                target(deployment, call.kind),
+            )
+        where = cached[1]
         body = upstream_body_for(deployment, call)
         try:
             response = await self._client().post(

@@ -147,7 +147,15 @@ class Service:
         if self.detector is None:
             return ()
         if isinstance(request, ChatCompletionRequest):
-            messages = [m.model_dump(exclude_none=True) for m in request.messages]
+            # Only what the detector reads (sensitive._message_texts); model_dump costs more.
+            messages = [
+                {
+                    "content": m.content,
+                    "tool_calls": m.tool_calls,
+                    "function_call": (m.model_extra or {}).get("function_call"),
+                }
+                for m in request.messages
+            ]
             findings = self.detector.scan_messages(messages)
         else:
             value = request.prompt if isinstance(request, CompletionRequest) else request.input

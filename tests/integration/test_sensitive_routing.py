@@ -33,6 +33,32 @@ TOOL_RESULT = [
     {"role": "tool", "tool_call_id": "call_1", "content": f'{{"email": "{EMAIL}"}}'},
 ]
 
+# Planted in what the assistant asked a tool to do, and in the deprecated single function call.
+TOOL_ARGUMENTS = [
+    {"role": "user", "content": "Email the customer."},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "send", "arguments": f'{{"to": "{EMAIL}"}}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sent"},
+]
+FUNCTION_CALL = [
+    {"role": "user", "content": "Bill the customer."},
+    {
+        "role": "assistant",
+        "content": None,
+        "function_call": {"name": "bill", "arguments": f'{{"card": "{CARD}"}}'},
+    },
+    {"role": "user", "content": "Thanks, anything else?"},
+]
+
 
 @pytest.fixture
 def cloud(fake2: FakeUpstreamThread) -> FakeUpstreamThread:
@@ -60,8 +86,8 @@ def gateway(fake: FakeUpstreamThread, cloud: FakeUpstreamThread) -> Iterator[str
 
 @pytest.mark.parametrize(
     "messages",
-    [LAST_TURN, EARLIER_TURN, TOOL_RESULT],
-    ids=["last-turn", "earlier-turn", "tool-result"],
+    [LAST_TURN, EARLIER_TURN, TOOL_RESULT, TOOL_ARGUMENTS, FUNCTION_CALL],
+    ids=["last-turn", "earlier-turn", "tool-result", "tool-arguments", "function-call"],
 )
 @pytest.mark.parametrize("model", ["auto", "cloud"])
 def test_planted_pii_never_reaches_a_cloud_deployment(

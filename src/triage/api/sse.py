@@ -33,12 +33,8 @@ async def frames(batches: AsyncIterator[Relayed]) -> AsyncGenerator[bytes, None]
     try:
         try:
             async for batch in batches:
-                frame = b"".join(
-                    [
-                        b"data: " + (chunk if type(chunk) is bytes else dumps(chunk)) + b"\n\n"
-                        for chunk in batch
-                    ]
-                )
+                encoded = [chunk if type(chunk) is bytes else dumps(chunk) for chunk in batch]
+                frame = b"data: " + b"\n\ndata: ".join(encoded) + b"\n\n" if encoded else b""
                 if batch.last:
                     yield frame + DONE
                     return

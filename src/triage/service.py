@@ -234,21 +234,18 @@ class Service:
         wants_usage: bool,
         prompt_tokens: int,
     ) -> AsyncIterator[Relayed]:
-        status, usage, produced, finished = 499, None, 0, False
+        status, finished, tally = 499, False, _Tally()
         normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
         iterator = aiter(rest)
         try:
             batch: Batch | None = first
             out = Relayed()
             while batch is not None:
-                out = Relayed()
-                raw = batch.raw
-                for index, chunk in enumerate(batch):
-                    usage = chunk.get("usage") or usage
-                    relayed, chars = normalizer.relay(chunk, raw[index] if raw else None)
-                    produced += chars
-                    if relayed is not None:
-                        out.append(relayed)
+                out, failure = _convert(normalizer, batch, tally)
+                if failure is not None:
+                    if out:
+                        yield out  # what came before the bad chunk still goes out
+                    raise failure
                 if batch.last:
                     break  # the upstream ended in this read: `out` is the last write
                 if out:
@@ -257,10 +254,11 @@ class Service:
                 batch = await anext(iterator, None)
             if wants_usage and not normalizer.usage_sent:
                 # The backend ignored stream_options.include_usage: Triage counts instead.
-                out.append(normalizer.usage_chunk(usage or _counted(prompt_tokens, produced)))
+                counted = _counted(prompt_tokens, tally.produced)
+                out.append(normalizer.usage_chunk(tally.usage or counted))
             status = 200
             # Accounted (the ledger row committed) before the last write, which ends the stream.
-            record.usage = _stream_usage(usage, prompt_tokens, produced)
+            record.usage = _stream_usage(tally.usage, prompt_tokens, tally.produced)
             finished = True
             await self._finish(record, status)
             out.last = True
@@ -273,7 +271,7 @@ class Service:
             if closer is not None:
                 await closer()  # releases the upstream at once, however the relay ended
             if not finished:
-                record.usage = _stream_usage(usage, prompt_tokens, produced)
+                record.usage = _stream_usage(tally.usage, prompt_tokens, tally.produced)
                 await self._finish(record, status)
 
     async def _finish(self, record: Record, status: int) -> None:
@@ -352,6 +350,40 @@ def _reply_text(body: dict[str, Any]) -> str:
         message = choice.get("message") or {}
         parts.append(str(message.get("content") or choice.get("text") or ""))
     return "\n".join(parts)
+
+
+@dataclass
+class _Tally:
+    """What a stream has carried so far: the upstream's usage, if any, and characters of text."""
+
+    usage: Any = None
+    produced: int = 0
+
+
+def _convert(
+    normalizer: StreamNormalizer, batch: Batch, tally: _Tally
+) -> tuple[Relayed, TriageError | None]:
+    """A batch as it goes to the client, and the error of a chunk that failed to decode (the
+    chunks before it are in the batch returned)."""
+    out = Relayed()
+    raw = batch.raw
+    for index in range(len(batch)):
+        data = raw[index] if raw else None
+        same = normalizer.relay_like_last(data) if data is not None else None
+        if same is not None:  # only its text differs from the last raw chunk: no decoding
+            out.append(same[0])
+            tally.produced += same[1]
+            continue
+        try:
+            chunk = batch.chunk(index)
+        except TriageError as err:
+            return out, err
+        tally.usage = chunk.get("usage") or tally.usage
+        relayed, chars = normalizer.relay(chunk, data)
+        tally.produced += chars
+        if relayed is not None:
+            out.append(relayed)
+    return out, None
 
 
 def _stream_usage(usage: Any, prompt_tokens: int, produced_chars: int) -> Usage:

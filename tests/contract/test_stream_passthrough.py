@@ -216,3 +216,28 @@ def test_openai_style_text_deltas_go_raw_and_tool_calls_do_not() -> None:
     assert sent == raw.replace(b',"stop_reason":null', b"")
     tool = {**text, "choices": [{"index": 0, "delta": {"tool_calls": []}, "finish_reason": None}]}
     assert not passable(tool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=common_chunks,
+    texts=st.lists(
+        st.text(max_size=6) | st.sampled_from(['"', "\\", "a\nb", "é", ""]), min_size=1, max_size=8
+    ),
+    ascii_only=st.booleans(),
+    keep_usage=st.booleans(),
+)
+def test_chunks_relayed_by_shape_alone_match_the_full_relay(
+    base: dict[str, Any], texts: list[str], ascii_only: bool, keep_usage: bool
+) -> None:
+    """`relay_like_last` skips decoding a chunk that differs from the last raw one only in its
+    text: what it sends, and the text it counts, must be what the full relay would give."""
+    by_shape, full = (StreamNormalizer(DEPLOYMENT, keep_usage=keep_usage) for _ in range(2))
+    for text in texts:
+        chunk = json.loads(json.dumps(base))
+        chunk["choices"][0]["delta"] = {"content": text}
+        raw = json.dumps(_openai_order(chunk), separators=(",", ":"), ensure_ascii=ascii_only)
+        data = raw.encode()
+        shortcut = by_shape.relay_like_last(data)
+        sent = shortcut if shortcut is not None else by_shape.relay(chunk, data)
+        assert sent == full.relay(chunk, data)

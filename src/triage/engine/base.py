@@ -7,7 +7,7 @@ retries, cooldowns, fallbacks, deadlines. Lanes therefore share one set of relia
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -17,22 +17,49 @@ CallKind = Literal["chat", "completion", "embedding"]
 Chunk = dict[str, Any]
 
 
-class Batch(list[Chunk]):
+class Batch:
     """The chunks one upstream read delivered: relayed together, as one write to the client.
 
     `raw`, when the lane has it, holds each chunk's JSON exactly as the upstream sent it, so a
-    chunk that is already in the shape the spec wants can be relayed without re-encoding.
+    chunk that is already in the shape the spec wants can be relayed without re-encoding. A
+    lane that gives `raw` may leave chunks undecoded (None) with a `decode` for them: a chunk
+    whose bytes show it needs no look inside is then never decoded at all. `chunk(i)` decodes
+    on demand and raises what the lane's decoder raises (a malformed chunk, an in-band error).
     `last` says the upstream ended the stream in the same read, so nothing follows.
     """
 
-    __slots__ = ("last", "raw")
+    __slots__ = ("_chunks", "_decode", "last", "raw")
 
     def __init__(
-        self, chunks: Iterable[Chunk] = (), raw: list[bytes] | None = None, *, last: bool = False
+        self,
+        chunks: list[Chunk | None],
+        raw: list[bytes] | None = None,
+        *,
+        last: bool = False,
+        decode: Callable[[bytes], Chunk] | None = None,
     ) -> None:
-        super().__init__(chunks)
+        self._chunks = chunks
         self.raw = raw
         self.last = last
+        self._decode = decode
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (self.chunk(index) for index in range(len(self._chunks)))
+
+    def chunk(self, index: int) -> Chunk:
+        chunk = self._chunks[index]
+        if chunk is None:
+            assert self._decode is not None and self.raw is not None  # undecoded needs both
+            chunk = self._chunks[index] = self._decode(self.raw[index])
+        return chunk
+
+    def decode_all(self) -> None:
+        """Decode every chunk now, so that what a decoder raises is raised here."""
+        for index in range(len(self._chunks)):
+            self.chunk(index)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ POOL_LIMIT = 1000  # beyond this, calls queue for a connection instead of exhaus
 KEEPALIVE_SECONDS = 4.0
 DNS_CACHE_SECONDS = 300
 DONE = b"[DONE]"
+# In-band errors name an `error` member (or say `"object":"error"`); inside a string those
+# quotes would be escaped, so a chunk without this byte sequence cannot be one.
+ERROR_MEMBER = b'"error"'
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 _CALL_ERRORS = (*NETWORK_ERRORS, ValueError)  # ValueError: aiohttp's invalid URL / header
 
@@ -308,22 +311,34 @@ class NativeStream:
                 )
             if self._failure is not None:
                 raise self._failure
-            chunks: list[Chunk] = []
-            raw: list[bytes] = []
-            for data in await self._read():
-                if data.startswith(DONE):
-                    self._finished = True
-                    break
+            batch = self._batch(await self._read())
+            if batch is not None:
+                return batch
+
+    def _batch(self, events: list[bytes]) -> Batch | None:
+        chunks: list[Chunk | None] = []
+        raw: list[bytes] = []
+        for data in events:
+            if data.startswith(DONE):
+                self._finished = True
+                break
+            if ERROR_MEMBER in data or data[:1] != b"{":
+                # Could be an in-band error or malformed: decoded here, so that it is raised
+                # after the chunks before it, and never relayed as if it were a chunk.
                 try:
-                    chunks.append(_decode(data, self._deployment, self._secret, "stream chunk"))
+                    chunks.append(self._decode(data))
                 except TriageError as exc:
                     if not chunks:
                         raise
                     self._failure = exc  # the chunks before it still reach the client
                     break
-                raw.append(data)
-            if chunks:
-                return Batch(chunks, raw, last=self._finished)
+            else:
+                chunks.append(None)  # decoded only if the relay needs to look inside
+            raw.append(data)
+        return Batch(chunks, raw, last=self._finished, decode=self._decode) if chunks else None
+
+    def _decode(self, data: bytes) -> Chunk:
+        return _decode(data, self._deployment, self._secret, "stream chunk")
 
     async def _read(self) -> list[bytes]:
         """The events the next read completes (at end of input, whatever was left)."""

@@ -98,6 +98,9 @@ class Engine:
             try:
                 async with asyncio.timeout(timeouts.first_token):
                     first = await anext(aiter(upstream))
+                # A first chunk that does not decode is a failed attempt (a fallback may still
+                # answer); a later one is a failure mid-stream.
+                first.chunk(0)
             except StopAsyncIteration:
                 await upstream.aclose()
                 raise UpstreamError("upstream closed the stream before any data") from None

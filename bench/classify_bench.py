@@ -9,12 +9,12 @@ microseconds. The budget is p50 <= 100us and p99 <= 1ms for a 4 KB prompt.
 from __future__ import annotations
 
 import argparse
-import gc
 import random
-import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from timing import report, time_calls  # bench/timing.py: this script's folder is on sys.path
 
 from triage.classify import Classifier
 
@@ -60,30 +60,6 @@ def prompts() -> dict[str, list[dict[str, Any]]]:
             {"role": "user", "content": "Write a haiku about a lighthouse in winter fog."},
         ],
     }
-
-
-def time_calls(call: Callable[[], object], n: int) -> list[int]:
-    for _ in range(200):
-        call()
-    timings = []
-    clock = time.perf_counter_ns
-    gc.disable()
-    try:
-        for _ in range(n):
-            start = clock()
-            call()
-            timings.append(clock() - start)
-    finally:
-        gc.enable()
-    timings.sort()
-    return timings
-
-
-def report(name: str, timings: Sequence[int]) -> str:
-    p50 = timings[len(timings) // 2] / 1000
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] / 1000
-    mean = statistics.fmean(timings) / 1000
-    return f"{name:<24} p50={p50:8.1f}us  p99={p99:8.1f}us  mean={mean:8.1f}us"
 
 
 def main() -> None:

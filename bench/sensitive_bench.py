@@ -11,13 +11,12 @@ quarter of it); the stdlib file is what ordinary source looks like.
 from __future__ import annotations
 
 import argparse
-import gc
 import inspect
 import random
-import statistics
 import time
-from collections.abc import Callable, Sequence
 from typing import Any
+
+from timing import report, time_calls  # bench/timing.py: this script's folder is on sys.path
 
 from triage.sensitive import Detector
 
@@ -110,30 +109,6 @@ def user(content: str) -> dict[str, Any]:
     return {"role": "user", "content": content}
 
 
-def time_calls(call: Callable[[], object], n: int) -> list[int]:
-    for _ in range(min(200, n)):
-        call()
-    timings = []
-    clock = time.perf_counter_ns
-    gc.disable()
-    try:
-        for _ in range(n):
-            start = clock()
-            call()
-            timings.append(clock() - start)
-    finally:
-        gc.enable()
-    timings.sort()
-    return timings
-
-
-def report(name: str, timings: Sequence[int]) -> str:
-    p50 = timings[len(timings) // 2] / 1000
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] / 1000
-    mean = statistics.fmean(timings) / 1000
-    return f"{name:<28} p50={p50:8.1f}us  p99={p99:8.1f}us  mean={mean:8.1f}us"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="sensitive-data detector latency benchmark")
     parser.add_argument("--n", type=int, default=2000)
@@ -147,7 +122,7 @@ def main() -> None:
             return detector.scan_messages(messages)
 
         found = [finding.detector for finding in detector.scan_messages(messages)]
-        print(report(name, time_calls(call, args.n)), f"-> {found}")
+        print(report(name, time_calls(call, args.n), width=28), f"-> {found}")
     for name, text in adversarial().items():
         started = time.perf_counter()
         found = [finding.detector for finding in detector.scan_text(text)]

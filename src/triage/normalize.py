@@ -8,7 +8,6 @@ response is rebuilt here from the fields the spec defines, so clients never see 
 from __future__ import annotations
 
 import math
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 from triage.config.schema import Deployment
 from triage.engine.base import CallKind
-from triage.rawchunk import FINISH_REASONS, passable, text_chars, trimmed
+from triage.rawchunk import FINISH_REASONS, TextShape, passable, text_chars, trimmed
 
 
 def _dicts(value: Any) -> list[Mapping[str, Any]]:
@@ -222,26 +221,6 @@ def _is_empty(choice: Mapping[str, Any]) -> bool:
     return not has_text and choice.get("finish_reason") is None and not choice.get("text")
 
 
-_UNSAFE_TEXT = re.compile(rb'["\\\x00-\x1f]')
-_CONTENT = b'"content":"'
-
-
-def _shape_of(raw: bytes, sent: bytes, text: str) -> tuple[bytes, bytes, bytes] | None:
-    """A text delta's bytes before and after its text, and what was sent after it; None when
-    the text is not written as itself (escapes) or cannot be found exactly once."""
-    encoded = text.encode()
-    if _UNSAFE_TEXT.search(encoded) is not None:
-        return None
-    marker = _CONTENT + encoded + b'"'
-    if raw.count(marker) != 1:
-        return None
-    start = raw.index(marker) + len(_CONTENT)
-    end = start + len(encoded)
-    if sent[:end] != raw[:end]:  # the trims only ever touch what follows the text
-        return None
-    return raw[:start], raw[end:], sent[end:]
-
-
 class StreamNormalizer:
     """Per-stream fixes that need memory of earlier chunks.
 
@@ -259,29 +238,19 @@ class StreamNormalizer:
         self._tools: set[tuple[int, int]] = set()
         self._count = 0
         self._last: Mapping[str, Any] | None = None
-        # The last raw-relayed text delta's bytes around its text, and what went out after it.
-        self._shape: tuple[bytes, bytes, bytes] | None = None
+        self._shape: TextShape | None = None  # of the last raw-relayed text delta
 
     def relay_like_last(self, raw: bytes) -> tuple[bytes, int] | None:
         """What to send for a chunk whose bytes are the last raw-relayed text delta's with only
         the text changed, and that text's length; None for any other chunk (`relay` then looks
         inside it). Such a chunk is never decoded: it is what the last one was, in other words.
         """
-        shape = self._shape
-        if shape is None:
+        if self._shape is None:
             return None
-        head, tail, sent_tail = shape
-        if len(raw) <= len(head) + len(tail) or not raw.startswith(head) or not raw.endswith(tail):
-            return None
-        text = raw[len(head) : len(raw) - len(tail)]
-        if _UNSAFE_TEXT.search(text) is not None:
-            return None  # a quote, escape or control byte: it could be more than a text
-        try:
-            chars = len(text.decode())
-        except UnicodeDecodeError:
-            return None
-        self._count += 1
-        return head + text + sent_tail, chars
+        sent = self._shape.apply(raw)
+        if sent is not None:
+            self._count += 1
+        return sent
 
     def relay(
         self, chunk: dict[str, Any], raw: bytes | None
@@ -308,7 +277,7 @@ class StreamNormalizer:
                 if len(choices) == 1 and choices[0]["finish_reason"] is None:
                     delta = choices[0]["delta"]
                     if len(delta) == 1 and chars:  # a text delta and nothing else: a shape
-                        self._shape = _shape_of(raw, kept, delta["content"])
+                        self._shape = TextShape.of(raw, kept, delta["content"])
                 return self._relayed(chunk, kept), chars
         return self(chunk), text_chars(chunk)
 

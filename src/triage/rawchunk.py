@@ -10,7 +10,9 @@ sequence that starts with `,"` cannot lie inside a string, whose quotes are all 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -21,6 +23,8 @@ _PASS_CHOICE = frozenset({"index", "delta", "logprobs", "finish_reason", "stop_r
 _PASS_DELTA = frozenset({"role", "content"})
 _NULL_USAGE_TAILS = (b',"usage":null}', b', "usage": null}')
 _NULL_STOP_REASONS = (b',"stop_reason":null', b', "stop_reason": null')
+_UNSAFE_TEXT = re.compile(rb'["\\\x00-\x1f]')  # a quote, escape or control byte
+_CONTENT = b'"content":"'
 
 
 def passable(chunk: Mapping[str, Any]) -> bool:
@@ -79,11 +83,8 @@ def trimmed(raw: bytes, chunk: Mapping[str, Any], keep_usage: bool) -> bytes | N
         raw = raw.replace(cut, b"")
     if not keep_usage and "usage" in chunk:
         # Triage asked for usage, the client did not: OpenAI then sends no `usage` at all.
-        if raw.endswith(_NULL_USAGE_TAILS[0]):
-            return raw[: -len(_NULL_USAGE_TAILS[0])] + b"}"
-        if raw.endswith(_NULL_USAGE_TAILS[1]):
-            return raw[: -len(_NULL_USAGE_TAILS[1])] + b"}"
-        return None
+        tail = next((t for t in _NULL_USAGE_TAILS if raw.endswith(t)), None)
+        return raw[: -len(tail)] + b"}" if tail is not None else None
     return raw
 
 
@@ -99,3 +100,47 @@ def text_chars(chunk: Mapping[str, Any]) -> int:
         text = text or choice.get("text")
         total += len(text) if isinstance(text, str) else 0
     return total
+
+
+@dataclass(frozen=True)
+class TextShape:
+    """A raw-relayed text delta's bytes before and after its text, and what was sent after it.
+
+    A later chunk with the same bytes around a plain text (no quote, escape or control byte,
+    valid UTF-8) is that chunk with only the text changed: it can go out the same way without
+    being decoded or checked again.
+    """
+
+    head: bytes
+    tail: bytes
+    sent_tail: bytes
+
+    @classmethod
+    def of(cls, raw: bytes, sent: bytes, text: str) -> TextShape | None:
+        """The shape of `raw` (sent as `sent`) around `text`; None when the text is not written
+        as itself (escapes) or cannot be found exactly once."""
+        encoded = text.encode()
+        if _UNSAFE_TEXT.search(encoded) is not None:
+            return None
+        marker = _CONTENT + encoded + b'"'
+        if raw.count(marker) != 1:
+            return None
+        start = raw.index(marker) + len(_CONTENT)
+        end = start + len(encoded)
+        if sent[:end] != raw[:end]:  # the trims only ever touch what follows the text
+            return None
+        return cls(raw[:start], raw[end:], sent[end:])
+
+    def apply(self, raw: bytes) -> tuple[bytes, int] | None:
+        """What to send for `raw` and the length of its text, if it has this shape."""
+        head, tail = self.head, self.tail
+        if len(raw) <= len(head) + len(tail) or not raw.startswith(head) or not raw.endswith(tail):
+            return None
+        text = raw[len(head) : len(raw) - len(tail)]
+        if _UNSAFE_TEXT.search(text) is not None:
+            return None  # it could be more than a text
+        try:
+            chars = len(text.decode())
+        except UnicodeDecodeError:
+            return None
+        return head + text + self.sent_tail, chars

@@ -35,6 +35,7 @@ from triage.protocol import (
     chat_text,
     forwarded,
 )
+from triage.relay import Tally, convert, counted_usage, stream_usage
 from triage.sensitive import Detector
 
 ESTIMATED_OUTPUT_TOKENS = 256
@@ -234,14 +235,14 @@ class Service:
         wants_usage: bool,
         prompt_tokens: int,
     ) -> AsyncIterator[Relayed]:
-        status, finished, tally = 499, False, _Tally()
+        status, finished, tally = 499, False, Tally()
         normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
         iterator = aiter(rest)
         try:
             batch: Batch | None = first
             out = Relayed()
             while batch is not None:
-                out, failure = _convert(normalizer, batch, tally)
+                out, failure = convert(normalizer, batch, tally)
                 if failure is not None:
                     if out:
                         yield out  # what came before the bad chunk still goes out
@@ -254,11 +255,11 @@ class Service:
                 batch = await anext(iterator, None)
             if wants_usage and not normalizer.usage_sent:
                 # The backend ignored stream_options.include_usage: Triage counts instead.
-                counted = _counted(prompt_tokens, tally.produced)
+                counted = counted_usage(prompt_tokens, tally.produced)
                 out.append(normalizer.usage_chunk(tally.usage or counted))
             status = 200
             # Accounted (the ledger row committed) before the last write, which ends the stream.
-            record.usage = _stream_usage(tally.usage, prompt_tokens, tally.produced)
+            record.usage = stream_usage(tally.usage, prompt_tokens, tally.produced)
             finished = True
             await self._finish(record, status)
             out.last = True
@@ -271,7 +272,7 @@ class Service:
             if closer is not None:
                 await closer()  # releases the upstream at once, however the relay ended
             if not finished:
-                record.usage = _stream_usage(tally.usage, prompt_tokens, tally.produced)
+                record.usage = stream_usage(tally.usage, prompt_tokens, tally.produced)
                 await self._finish(record, status)
 
     async def _finish(self, record: Record, status: int) -> None:
@@ -350,56 +351,6 @@ def _reply_text(body: dict[str, Any]) -> str:
         message = choice.get("message") or {}
         parts.append(str(message.get("content") or choice.get("text") or ""))
     return "\n".join(parts)
-
-
-@dataclass
-class _Tally:
-    """What a stream has carried so far: the upstream's usage, if any, and characters of text."""
-
-    usage: Any = None
-    produced: int = 0
-
-
-def _convert(
-    normalizer: StreamNormalizer, batch: Batch, tally: _Tally
-) -> tuple[Relayed, TriageError | None]:
-    """A batch as it goes to the client, and the error of a chunk that failed to decode (the
-    chunks before it are in the batch returned)."""
-    out = Relayed()
-    raw = batch.raw
-    for index in range(len(batch)):
-        data = raw[index] if raw else None
-        same = normalizer.relay_like_last(data) if data is not None else None
-        if same is not None:  # only its text differs from the last raw chunk: no decoding
-            out.append(same[0])
-            tally.produced += same[1]
-            continue
-        try:
-            chunk = batch.chunk(index)
-        except TriageError as err:
-            return out, err
-        tally.usage = chunk.get("usage") or tally.usage
-        relayed, chars = normalizer.relay(chunk, data)
-        tally.produced += chars
-        if relayed is not None:
-            out.append(relayed)
-    return out, None
-
-
-def _stream_usage(usage: Any, prompt_tokens: int, produced_chars: int) -> Usage:
-    return usage_from(
-        {"usage": usage} if usage else None,
-        estimate=lambda: (prompt_tokens, produced_chars // 4),
-    )
-
-
-def _counted(prompt_tokens: int, produced_chars: int) -> dict[str, int]:
-    completion = produced_chars // 4
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": prompt_tokens + completion,
-    }
 
 
 __all__ = ["Answer", "Meta", "Service", "StreamAnswer", "Usage"]

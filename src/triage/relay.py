@@ -1,0 +1,63 @@
+"""A stream's batches on their way to the client: what goes out for each upstream chunk, and
+what the stream has carried (usage, characters of text) for accounting once it ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from triage.accounting import usage_from
+from triage.engine.base import Batch, Relayed
+from triage.errors import TriageError
+from triage.metering import Usage
+from triage.normalize import StreamNormalizer
+
+
+@dataclass
+class Tally:
+    """What a stream has carried so far: the upstream's usage, if any, and characters of text."""
+
+    usage: Any = None
+    produced: int = 0
+
+
+def convert(
+    normalizer: StreamNormalizer, batch: Batch, tally: Tally
+) -> tuple[Relayed, TriageError | None]:
+    """A batch as it goes to the client, and the error of a chunk that failed to decode (the
+    chunks before it are in the batch returned)."""
+    out = Relayed()
+    raw = batch.raw
+    for index in range(len(batch)):
+        data = raw[index] if raw else None
+        same = normalizer.relay_like_last(data) if data is not None else None
+        if same is not None:  # only its text differs from the last raw chunk: no decoding
+            out.append(same[0])
+            tally.produced += same[1]
+            continue
+        try:
+            chunk = batch.chunk(index)
+        except TriageError as err:
+            return out, err
+        tally.usage = chunk.get("usage") or tally.usage
+        relayed, chars = normalizer.relay(chunk, data)
+        tally.produced += chars
+        if relayed is not None:
+            out.append(relayed)
+    return out, None
+
+
+def stream_usage(usage: Any, prompt_tokens: int, produced_chars: int) -> Usage:
+    return usage_from(
+        {"usage": usage} if usage else None,
+        estimate=lambda: (prompt_tokens, produced_chars // 4),
+    )
+
+
+def counted_usage(prompt_tokens: int, produced_chars: int) -> dict[str, int]:
+    completion = produced_chars // 4
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }

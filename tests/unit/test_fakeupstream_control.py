@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,12 +17,6 @@ import pytest
 from triage.fakeupstream import FakeSettings, FakeUpstreamThread, start_fake
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hello there"}]}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstreamThread]:
-    with FakeUpstreamThread() as server:
-        yield server
 
 
 def chat(url: str, **extra: Any) -> httpx.Response:

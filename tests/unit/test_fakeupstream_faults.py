@@ -4,7 +4,6 @@ seeded chaos, observed the way a real client (the openai SDK, httpx) observes th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,18 +13,6 @@ import pytest
 from triage.fakeupstream import FakeSettings, FakeUpstreamThread
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hello there"}]}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstreamThread]:
-    with FakeUpstreamThread() as server:
-        yield server
-
-
-@pytest.fixture
-def client(fake: FakeUpstreamThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=fake.url + "/v1", api_key="x", max_retries=0) as sdk:
-        yield sdk
 
 
 def ask(client: openai.OpenAI, model: str = "fake-model", **extra: Any) -> str | None:

@@ -5,7 +5,6 @@ when it is available."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,6 @@ def conforms(document: Any, schema_name: str) -> None:
     """Validate against a schema of Ollama's own OpenAPI spec (../shared beside the clone)."""
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": _components()}
     jsonschema.validate(document, schema)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstreamThread]:
-    with FakeUpstreamThread() as server:
-        yield server
 
 
 def ndjson(url: str, payload: dict[str, Any]) -> tuple[httpx.Response, list[dict[str, Any]]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,18 +31,6 @@ TIME_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
 }
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstreamThread]:
-    with FakeUpstreamThread() as server:
-        yield server
-
-
-@pytest.fixture
-def client(fake: FakeUpstreamThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=fake.url + "/v1", api_key="x", max_retries=0) as sdk:
-        yield sdk
 
 
 def user(text: str) -> list[Any]:

@@ -46,6 +46,8 @@ def app_factory() -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from triage.api.server import server_options
+
     config = _load(args.config)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -73,6 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level=config.server.log_level,
             access_log=False,
+            **server_options(config.server),
         )
         return 0
     from triage import logs
@@ -85,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         log_level=config.server.log_level,
         access_log=False,
+        **server_options(config.server),
     )
     return 0
 

@@ -59,6 +59,30 @@ class PayloadTooLarge(TriageError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(TriageError):
+    """The client took longer than `server.header_timeout` / `server.body_timeout` to send."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(TriageError):
+    """Request headers over `server.max_header_bytes` or `server.max_headers`."""
+
+    status = 431
+    error_type = "invalid_request_error"
+    default_code = "request_headers_too_large"
+
+
+class ServerBusy(TriageError):
+    """More open connections than `server.max_connections`."""
+
+    status = 503
+    error_type = "api_error"
+    default_code = "server_busy"
+
+
 class ContextWindowExceeded(BadRequest):
     default_code = "context_length_exceeded"
     kind = "ContextWindowExceededErrorRetries"
@@ -104,6 +128,14 @@ class UpstreamError(TriageError):
     default_code = "upstream_error"
     retryable = True
     kind = "InternalServerErrorRetries"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """An upstream answer over `server.max_response_bytes`, or one SSE line or event over
+    `server.max_sse_line_bytes`: asking again would most likely bring the same."""
+
+    default_code = "upstream_too_large"
+    retryable = False
 
 
 class UpstreamUnavailable(UpstreamError):

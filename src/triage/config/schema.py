@@ -172,6 +172,14 @@ class ServerSettings(BaseModel):
     max_tokens: Annotated[int, Field(gt=0)] = 131072
     cors_origins: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Bounds on what clients send and backends answer (api/server.py, engine/native.py).
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    max_headers: Annotated[int, Field(ge=8)] = 100
+    header_timeout: PositiveFloat = 10.0
+    body_timeout: PositiveFloat = 30.0
+    max_connections: Annotated[int, Field(gt=0)] = 1000
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    max_sse_line_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
 
 class Config(BaseModel):

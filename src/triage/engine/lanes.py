@@ -41,7 +41,7 @@ class Lanes:
         self.config = config
         self.force = force
         self.litellm = LiteLLMLane(config, http_client=http_client)
-        self.native = NativeLane()
+        self.native = NativeLane(config.server)
 
     def for_deployment(self, deployment: Deployment) -> Transport:
         name = self.force or lane_name(self.config, deployment)

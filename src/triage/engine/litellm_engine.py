@@ -27,8 +27,10 @@ from triage.errors import (
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
+    UpstreamTooLarge,
     UpstreamUnavailable,
 )
+from triage.wire import dumps
 
 HttpClient = Literal["aiohttp", "httpx"]
 
@@ -78,7 +80,11 @@ class LiteLLMLane:
                 response = await router.aembedding(**kwargs)
         except Exception as exc:
             raise self.map_error(exc, deployment) from None
-        return Reply(body=response.model_dump(exclude_none=False))
+        body: dict[str, Any] = response.model_dump(exclude_none=False)
+        # litellm has read the whole answer by now (its HTTP clients cannot be bounded from
+        # here): what can be done is to refuse relaying it, as the native lane would.
+        _check_size(body, self._config.server.max_response_bytes, deployment, "an answer")
+        return Reply(body=body)
 
     async def open_stream(
         self, deployment: Deployment, call: Call, timeouts: Timeouts
@@ -122,9 +128,12 @@ class _LiteLLMStream:
         self._deployment = deployment
 
     async def _chunks(self) -> AsyncIterator[Batch]:
+        limit = self._lane._config.server.max_sse_line_bytes
         try:
             async for chunk in self._response:
-                yield Batch([chunk.model_dump(exclude_none=False)])
+                body: dict[str, Any] = chunk.model_dump(exclude_none=False)
+                _check_size(body, limit, self._deployment, "a stream chunk")
+                yield Batch([body])
         except Exception as exc:
             raise self._lane.map_error(exc, self._deployment) from None
 
@@ -137,6 +146,14 @@ class _LiteLLMStream:
             # Closing a broken stream must not mask the error that broke it.
             with contextlib.suppress(Exception):
                 await closer()
+
+
+def _check_size(body: dict[str, Any], limit: int, deployment: Deployment, what: str) -> None:
+    if len(dumps(body)) > limit:
+        setting = "max_response_bytes" if what == "an answer" else "max_sse_line_bytes"
+        raise UpstreamTooLarge(
+            f"deployment `{deployment.id}` sent {what} over {limit} bytes (server.{setting})"
+        )
 
 
 def _router_entry(deployment: Deployment) -> dict[str, Any]:

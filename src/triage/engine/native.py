@@ -17,7 +17,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from triage import __version__
-from triage.config.schema import Deployment
+from triage.config.schema import Deployment, ServerSettings
 from triage.engine.base import Batch, Call, CallKind, Chunk, Reply, Timeouts
 from triage.engine.native_errors import (
     ErrorInfo,
@@ -27,11 +27,13 @@ from triage.engine.native_errors import (
     status_error,
 )
 from triage.engine.payload import upstream_body
+from triage.engine.sse import LineTooLong, SSEDecoder
 from triage.errors import (
     TriageError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamRejected,
+    UpstreamTooLarge,
 )
 from triage.wire import dumps, loads
 
@@ -109,9 +111,16 @@ def _new_session() -> aiohttp.ClientSession:
 
 
 class NativeLane:
-    """A `Transport` over one pooled aiohttp session, created in the loop that first uses it."""
+    """A `Transport` over one pooled aiohttp session, created in the loop that first uses it.
 
-    def __init__(self) -> None:
+    Nothing an upstream sends is read without a bound: an answer stops at
+    `server.max_response_bytes`, a stream's line or event at `server.max_sse_line_bytes`.
+    """
+
+    def __init__(self, server: ServerSettings | None = None) -> None:
+        bounds = server or ServerSettings()
+        self._max_response = bounds.max_response_bytes
+        self._max_line = bounds.max_sse_line_bytes
         self._session: aiohttp.ClientSession | None = None
         # Each deployment's URL and headers, worked out once. Keyed by identity and holding the
         # deployment itself, so a reloaded config's deployments get entries of their own.
@@ -129,7 +138,7 @@ class NativeLane:
     async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply:
         response, where = await self._post(deployment, call, timeouts)
         try:
-            raw = await response.read()
+            raw = await _read_bounded(response, self._max_response, deployment)
         except NETWORK_ERRORS as exc:
             raise network_error(exc, deployment, timeouts.connect) from None
         finally:
@@ -144,7 +153,7 @@ class NativeLane:
             # A server that answers a stream request with one JSON document is reporting an
             # error in-band (or ignoring `stream`): either way there is nothing to relay.
             await _reject_json_answer(response, deployment, where.secret)
-        return NativeStream(response, deployment, where.secret)
+        return NativeStream(response, deployment, where.secret, self._max_line)
 
     async def probe(self, deployment: Deployment, timeout: float) -> bool:
         raise NotImplementedError  # probes are lane-independent (engine/probe.py)
@@ -199,6 +208,31 @@ def upstream_body_for(deployment: Deployment, call: Call) -> dict[str, Any]:
     return body
 
 
+async def _read_bounded(
+    response: aiohttp.ClientResponse, limit: int, deployment: Deployment
+) -> bytes:
+    """The whole body, refused as soon as it (or its declared length) passes `limit`; the
+    caller closes the response, which drops the connection instead of draining the rest."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(deployment, limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.content.iter_any():
+        size += len(part)
+        if size > limit:
+            raise _too_large(deployment, limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(deployment: Deployment, limit: int) -> UpstreamTooLarge:
+    return UpstreamTooLarge(
+        f"deployment `{deployment.id}` sent an answer over {limit} bytes "
+        "(server.max_response_bytes)"
+    )
+
+
 def _decode(raw: bytes, deployment: Deployment, secret: str | None, what: str) -> dict[str, Any]:
     try:
         document = loads(raw)
@@ -226,57 +260,6 @@ async def _reject_json_answer(
     raise UpstreamError(f"deployment `{deployment.id}` did not stream its answer")
 
 
-class SSEDecoder:
-    """Incremental server-sent-events parser: bytes in, the `data` of each complete event out.
-
-    Comments, `event:`, `id:` and `retry:` lines are skipped; multi-line data is joined with
-    newlines as the SSE spec says. Works on a bytearray so a long line split across many reads
-    is not copied again on every read.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._data: list[bytes] = []
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        end = self._buffer.rfind(b"\n")
-        if end < 0:
-            return []
-        text = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        lines = text.split(b"\n")
-        if not self._data and b"\r" not in text:
-            # What OpenAI-protocol servers send: `data: {...}` and a blank line, over and over.
-            # Recognised as a whole, it needs no line-by-line walk.
-            values = lines[0::2]
-            if not any(lines[1::2]) and all(v.startswith(b"data: ") for v in values):
-                if len(lines) % 2:  # the last event's blank line has not arrived yet
-                    self._data = [values.pop()[6:]]
-                return [v[6:] for v in values]
-        return self._lines(lines)
-
-    def flush(self) -> list[bytes]:
-        """At end of input: the unterminated last line and event, if any."""
-        lines = [bytes(self._buffer), b""] if self._buffer else [b""]
-        self._buffer.clear()
-        return self._lines(lines)
-
-    def _lines(self, lines: list[bytes]) -> list[bytes]:
-        events: list[bytes] = []
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if self._data:
-                    events.append(b"\n".join(self._data))
-                    self._data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
-        return events
-
-
 class NativeStream:
     """An upstream SSE stream as batches of OpenAI chunk dicts (an `UpstreamStream`).
 
@@ -288,12 +271,16 @@ class NativeStream:
     """
 
     def __init__(
-        self, response: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
+        self,
+        response: aiohttp.ClientResponse,
+        deployment: Deployment,
+        secret: str | None,
+        max_line: int = 1024 * 1024,
     ) -> None:
         self._response = response
         self._deployment = deployment
         self._secret = secret
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_line)
         self._finished = False
         self._eof = False
         self._failure: TriageError | None = None
@@ -349,10 +336,17 @@ class NativeStream:
             raise UpstreamConnectionError(
                 f"deployment `{self._deployment.id}`: stream cut before it finished"
             ) from None
-        if data:
-            return self._decoder.feed(data)
-        self._eof = True
-        return self._decoder.flush()
+        try:
+            if data:
+                return self._decoder.feed(data)
+            self._eof = True
+            return self._decoder.flush()
+        except LineTooLong as exc:
+            # Kept, so that asking again raises it again; aclose then drops the connection.
+            self._failure = UpstreamTooLarge(
+                f"deployment `{self._deployment.id}` sent {exc} (server.max_sse_line_bytes)"
+            )
+            raise self._failure from None
 
     async def aclose(self) -> None:
         if self._finished or self._eof:

@@ -1,0 +1,226 @@
+"""The HTTP server's own bounds on clients: what uvicorn leaves unlimited.
+
+uvicorn 0.54 with httptools reads request headers of any size and number, never times out a
+client that trickles its headers or its body, and answers `limit_concurrency` with plain text.
+`BoundedProtocol` is its httptools protocol plus:
+
+- the header section capped at `server.max_header_bytes` and `server.max_headers` (431);
+- headers due within `server.header_timeout` of the request's first byte (of the connection,
+  for its first request): late ones get a 408, a connection that sent nothing is just closed;
+- the body due within `server.body_timeout` of the end of the headers: a late one gets a 408
+  while no answer has started (the app then sees a disconnect), and the connection is closed;
+- at most `server.max_connections` open connections: one over the cap gets a 503 once its
+  headers are in (its header deadline still holds while they trickle).
+
+Every refusal is an OpenAI-shaped JSON error with `connection: close`. Header limits are
+counted on the bytes received, because httptools buffers a header until it is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+
+import httptools
+from uvicorn.config import Config as UvicornConfig
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from triage.api.errors import error_body
+from triage.config.schema import ServerSettings
+from triage.errors import (
+    HeadersTooLarge,
+    RequestTimeout,
+    ServerBusy,
+    TriageError,
+    http_status,
+)
+from triage.wire import dumps
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The `server.*` settings the protocol enforces (plain values: picklable for workers)."""
+
+    max_header_bytes: int
+    max_headers: int
+    header_timeout: float
+    body_timeout: float
+    max_connections: int
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> Bounds:
+        return cls(
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            max_connections=settings.max_connections,
+        )
+
+
+def server_options(settings: ServerSettings) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.run` / `uvicorn.Config` that apply the bounds."""
+    protocol = partial(BoundedProtocol, bounds=Bounds.of(settings))
+    return {"http": cast("type[asyncio.Protocol]", protocol)}
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing; the refusal is on the protocol."""
+
+
+def raw_error(err: TriageError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A complete HTTP/1.1 answer carrying `err` in OpenAI shape, closing the connection."""
+    body = dumps(error_body(err))
+    head = [STATUS_LINE[http_status(err)]]
+    head += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    if err.retry_after is not None:
+        head.append(b"retry-after: %d\r\n" % max(1, round(err.retry_after)))
+    head.append(b"content-type: application/json\r\n")
+    head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+    return b"".join(head) + body
+
+
+class BoundedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header, timing and connection bounds."""
+
+    def __init__(
+        self,
+        config: UvicornConfig,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        bounds: Bounds,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.bounds = bounds
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        self._header_count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._refusal: TriageError | None = None
+        self._over_cap = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._over_cap = len(self.connections) > self.bounds.max_connections
+        self._arm(self.bounds.header_timeout, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused or timed out: what still arrives is not read
+        self._unset_keepalive_if_required()
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._refusal is not None:
+                self._refuse(self._refusal)
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        if self._awaiting_headers and self._header_bytes > self.bounds.max_header_bytes:
+            self._refuse(HeadersTooLarge(self._too_large()))
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._timer is None:  # a later request on a kept-alive connection
+            self._arm(self.bounds.header_timeout, self._headers_late)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.bounds.max_headers:
+            self._stop(HeadersTooLarge(f"more than {self.bounds.max_headers} request headers"))
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._awaiting_headers = False
+        if self._header_bytes > self.bounds.max_header_bytes:
+            self._stop(HeadersTooLarge(self._too_large()))
+        if self._over_cap:
+            self._stop(
+                ServerBusy(
+                    f"the server is at its limit of {self.bounds.max_connections} connections",
+                    retry_after=1,
+                )
+            )
+        super().on_headers_complete()
+        self._arm(self.bounds.body_timeout, self._body_late)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._awaiting_headers = True
+        self._header_bytes = self._header_count = 0
+        super().on_message_complete()
+
+    # Refusals
+
+    def _too_large(self) -> str:
+        return f"request headers over {self.bounds.max_header_bytes} bytes"
+
+    def _stop(self, err: TriageError) -> None:
+        self._refusal = err
+        raise _Refused
+
+    def _refuse(self, err: TriageError) -> None:
+        """Answer `err` (unless an earlier answer on this connection is still going out)."""
+        previous = self.cycle
+        if previous is None or previous.response_complete:
+            self.transport.write(raw_error(err, self.server_state.default_headers))
+        self._close()
+
+    def _headers_late(self) -> None:
+        self._timer = None
+        if self._header_bytes == 0 and self.cycle is None:
+            self._close()  # connected and never spoke: nothing to answer
+        else:
+            self._refuse(RequestTimeout(f"request headers took over {self._seconds('header')}"))
+
+    def _body_late(self) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            # The app is waiting for the rest of the body: it gets a disconnect instead, and
+            # whatever it answers is dropped, because this answer goes first.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            err = RequestTimeout(f"the request body took over {self._seconds('body')}")
+            self.transport.write(raw_error(err, self.server_state.default_headers))
+        self._close()
+
+    def _seconds(self, which: str) -> str:
+        value = self.bounds.header_timeout if which == "header" else self.bounds.body_timeout
+        return f"{value:g}s (server.{which}_timeout)"
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.close()

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from triage.config.schema import Config, Deployment
-from triage.engine.base import Outcome
+from triage.engine.base import AttemptRecord, Outcome, fallbacks_of
+from triage.errors import CLIENT_DISCONNECTED
 from triage.ledger import GroupCommit, Ledger, LedgerRow
 from triage.metering import (
     ComputePrice,
@@ -26,6 +27,7 @@ from triage.metering import (
     counterfactual_cost,
 )
 from triage.metrics import Metrics
+from triage.state.limits import Reservation
 
 log = logging.getLogger("triage.requests")
 ZERO = Decimal(0)
@@ -51,6 +53,24 @@ class Record:
     counterfactual: Decimal = ZERO
     key_id: str | None = None
     content: dict[str, str] | None = None  # only for keys that opted in to content logging
+    # Filled by the engine as it goes: where a failed or cancelled request went.
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    error: str = ""  # the failure's kind (triage.errors.error_kind); "" when it succeeded
+    reservation: Reservation | None = None  # what the key's limits hold until it is settled
+
+    def where(self) -> tuple[str, str]:
+        """(model group, deployment id) that answered, or else that the last attempt tried."""
+        if self.outcome is not None:
+            return self.outcome.group, self.outcome.deployment.id
+        if self.attempts:
+            return self.attempts[-1].group, self.attempts[-1].deployment
+        return "", ""
+
+    @property
+    def error_kind(self) -> str:
+        if self.error or self.status < 400:
+            return self.error
+        return CLIENT_DISCONNECTED if self.status == 499 else "error"
 
 
 def usage_from(body: Mapping[str, Any] | None, *, estimate: Callable[[], tuple[int, int]]) -> Usage:
@@ -153,14 +173,16 @@ class Accountant:
     def _row(self, r: Record) -> LedgerRow:
         outcome = r.outcome
         usage = r.usage or Usage(0, 0, "estimated")
+        route, deployment = r.where()
+        attempts = outcome.attempts if outcome else r.attempts
         return LedgerRow(
             ts=self.wall_clock(),
             request_id=r.request_id,
             key_id=r.key_id,
             task=r.task,
             tier=r.tier,
-            route=outcome.group if outcome else "",
-            deployment=outcome.deployment.id if outcome else "",
+            route=route,
+            deployment=deployment,
             status=r.status,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -170,18 +192,20 @@ class Accountant:
             latency_s=r.finished - r.started,
             ttft_s=r.ttft,
             stream=r.stream,
-            attempts=len(outcome.attempts) if outcome else 0,
-            fallbacks=outcome.fallbacks if outcome else 0,
+            attempts=len(attempts),
+            fallbacks=fallbacks_of(attempts),
+            error=r.error_kind,
         )
 
     def _metrics(self, r: Record) -> None:
-        group = r.outcome.group if r.outcome else ""
-        deployment = r.outcome.deployment.id if r.outcome else ""
+        group, deployment = r.where()
         key = (r.endpoint, r.task, r.tier, group, deployment, r.status)
         bound = self._bound.get(key)
         if bound is None:
             bound = self._bound[key] = _Bound(self.metrics, key)
         bound.requests.inc()
+        if r.status >= 400:
+            self.metrics.errors.labels(r.endpoint, group, deployment, r.error_kind).inc()
         total = r.finished - r.started
         bound.duration.observe(total)
         if r.ttft is not None:
@@ -190,8 +214,9 @@ class Accountant:
             upstream = sum(a.seconds for a in r.outcome.attempts)
             bound.upstream.observe(r.outcome.upstream_seconds)
             bound.overhead.observe(max(0.0, total - upstream))
-            if len(r.outcome.attempts) > 1:
-                self._attempt_metrics(r.outcome)
+        attempts = r.outcome.attempts if r.outcome else r.attempts
+        if len(attempts) > 1:  # failed requests retried and fell back too
+            self._attempt_metrics(attempts)
         if r.usage is not None:
             bound.tokens_in.inc(r.usage.prompt_tokens)
             bound.tokens_out.inc(r.usage.completion_tokens)
@@ -199,8 +224,7 @@ class Accountant:
         if r.counterfactual:
             bound.avoided.inc(max(0.0, float(r.counterfactual - r.cost)))
 
-    def _attempt_metrics(self, outcome: Outcome) -> None:
-        attempts = outcome.attempts
+    def _attempt_metrics(self, attempts: list[AttemptRecord]) -> None:
         for before, after in zip(attempts, attempts[1:], strict=False):
             if before.group == after.group:
                 self.metrics.retries.labels(before.group, before.kind or "unknown").inc()

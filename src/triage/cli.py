@@ -3,8 +3,8 @@
 triage serve --config PATH [--host H] [--port P] [--workers N]
 triage check-config PATH
 triage classify "text"
-triage eval --data FILE.jsonl [--json]
-triage train --data FILE.jsonl --out DIR
+triage eval --data FILE.jsonl [--data FILE2.jsonl ...] [--json]
+triage train --data FILE.jsonl --out DIR [--base] [--eval FILE.jsonl]
 triage report [--config PATH | --ledger PATH] [--since 24h] [--by task] [--json]
 triage fake-upstream [--port P ...]
 """
@@ -64,6 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"no client keys configured: serving without authentication on {host}", file=sys.stderr
         )
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.workers > 1 and (problem := _workers_problem(config)) is not None:
+        print(problem, file=sys.stderr)
+        return 1
     if args.workers > 1:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="triage-prom-"))
@@ -91,6 +94,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         **server_options(config.server),
     )
     return 0
+
+
+def _workers_problem(config: Config) -> str | None:
+    """Worker processes share nothing in memory: with per-key limits, N workers would enforce
+    N times each limit. They must share a state file instead."""
+    from triage.access.guard import limited
+
+    if config.state.backend != "memory" or not any(limited(k) for k in config.auth.keys):
+        return None
+    return (
+        "refusing --workers > 1: client keys have rpm, tpm or budget limits, and with "
+        "`state.backend: memory` each worker would count them on its own (N workers, N times "
+        "every limit). Set `state: {backend: sqlite, path: triage-state.db}` so the workers "
+        "share one set of counters, or run one worker."
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -125,23 +143,37 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from triage.classify import Classifier, evaluate, read_jsonl
+    from triage.classify import Classifier, evaluate, read_rows
 
     classifier = Classifier.load(Path(args.weights) if args.weights else None)
-    report = evaluate(classifier, read_jsonl(Path(args.data)))
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    reports = {path: evaluate(classifier, read_rows(Path(path))) for path in args.data}
+    if args.json:
+        payload = {path: r.to_json() for path, r in reports.items()}
+        # One file: its report alone, as before; several: keyed by file.
+        print(json.dumps(payload.popitem()[1] if len(payload) == 1 else payload, indent=2))
+        return 0
+    for path, report in reports.items():
+        print(f"== {path}\n{report.render()}\n")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from triage.classify import evaluate, read_jsonl, save, train
+    from triage.classify import Classifier, evaluate, read_jsonl, read_rows, save, train
 
     rows = read_jsonl(Path(args.data))
-    classifier = train(rows)
-    path = save(classifier, Path(args.out))
-    report = evaluate(classifier, rows)
-    print(f"trained on {len(rows)} rows; training accuracy {report.accuracy:.3f}; wrote {path}")
+    if args.base:
+        examples: dict[str, list[str]] = {}
+        for text, label in rows:
+            examples.setdefault(label, []).append(text)
+        classifier = Classifier.load().with_examples(examples)
+    else:
+        classifier = train(rows)
+    path = save(classifier, Path(args.out), {"command": "triage train", "rows": len(rows)})
+    print(f"trained on {len(rows)} rows; wrote {path}")
     print(f"use it with `triage: {{classifier_path: {args.out}}}` in your config")
+    measured = read_rows(Path(args.eval)) if args.eval else read_rows(Path(args.data))
+    what = args.eval or f"{args.data} (the training rows: optimistic; pass --eval FILE)"
+    print(f"\n== evaluation on {what}\n{evaluate(classifier, measured).render()}")
     return 0
 
 
@@ -186,13 +218,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights")
     p.set_defaults(func=cmd_classify)
     p = sub.add_parser("eval", help="measure the classifier on labeled prompts")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, action="append", help="JSONL file; repeatable")
     p.add_argument("--weights")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("train", help="fit the classifier on your own labeled prompts")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--base", action="store_true", help="adapt the shipped model, not from scratch")
+    p.add_argument("--eval", help="labeled JSONL to measure the result on")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("report", help="spend, savings and volume from the usage ledger")
     p.add_argument("--config")
@@ -208,7 +242,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["fake-upstream"]:
+        # argparse's REMAINDER refuses a remainder that starts with an option (`--port P`), so
+        # the fake upstream's own parser gets its arguments untouched.
+        return cmd_fake_upstream(argparse.Namespace(rest=words[1:]))
+    args = _parser().parse_args(words)
     try:
         code: int = args.func(args)
     except ConfigError as exc:

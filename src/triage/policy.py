@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from triage.classify import DEFAULT_TIERS, Classification
 from triage.config.routes import Route
 from triage.config.schema import Config, FallbackList
-from triage.errors import NotFound
+from triage.errors import NotFound, PermissionDenied
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,50 @@ class Planner:
             tier=tier_of(config, classification.task),
             classification=classification,
         )
+
+
+def alias_groups(config: Config, name: str) -> tuple[str, ...]:
+    """Every group an alias may route to, fallbacks included (nothing for a plain group)."""
+    if not is_alias(config, name):
+        return ()
+    settings = config.triage
+    routes = [*settings.routes.values(), default_route(config)]
+    if settings.escalate is not None:
+        routes.append(settings.escalate.route)
+    out: list[str] = []
+    for route in routes:
+        plan = _plan(config, route, route_name="")
+        for group in (*plan.groups, *_targets(plan)):
+            if group not in out:
+                out.append(group)
+    return tuple(out)
+
+
+def restrict(plan: RoutePlan, allowed: frozenset[str]) -> RoutePlan:
+    """`plan` without the groups outside `allowed`, in its main chain and in every fallback
+    map; raises 403 when nothing is left to try."""
+    groups = tuple(g for g in plan.groups if g in allowed)
+    if not groups:
+        raise PermissionDenied(
+            "this key may not use any model group on this request's route", param="model"
+        )
+    return replace(
+        plan,
+        groups=groups,
+        context_window_fallbacks=_only(plan.context_window_fallbacks, allowed),
+        content_policy_fallbacks=_only(plan.content_policy_fallbacks, allowed),
+    )
+
+
+def _targets(plan: RoutePlan) -> list[str]:
+    maps = (plan.context_window_fallbacks, plan.content_policy_fallbacks)
+    return [g for m in maps for source in plan.groups for g in m.get(source, ())]
+
+
+def _only(
+    fallbacks: Mapping[str, tuple[str, ...]], allowed: frozenset[str]
+) -> dict[str, tuple[str, ...]]:
+    return {k: tuple(g for g in v if g in allowed) for k, v in fallbacks.items() if k in allowed}
 
 
 def _route_for(config: Config, classification: Classification, forced: bool) -> tuple[Route, str]:

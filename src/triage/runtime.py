@@ -10,22 +10,23 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from triage.access.guard import Guard
 from triage.accounting import Accountant
 from triage.classify import Classifier
 from triage.config.schema import Config
 from triage.engine.lanes import Lanes
 from triage.engine.runner import Engine
-from triage.guard import Guard
 from triage.ledger import Ledger
 from triage.metering import PriceBook
 from triage.metrics import Metrics
+from triage.policy import alias_groups
 from triage.sensitive import Detector
 from triage.service import Service
-from triage.state import BreakerSettings, MemoryStore, Store
+from triage.state import BreakerSettings, LimitStore, MemoryLimits, MemoryStore, Store
+from triage.state.sqlite import SqliteLimits
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Shared:
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     rng: random.Random | None = None
-    key_usage: dict[str, Any] = field(default_factory=dict)
+    limits: LimitStore | None = None  # built from the first config's `state:`; kept on reload
 
 
 @dataclass
@@ -63,6 +64,16 @@ def default_store(config: Config) -> Store:
     )
 
 
+def limit_store(config: Config, ledger: Ledger | None) -> LimitStore:
+    """Per-key counters; spend is seeded from the ledger so a restart does not reset a
+    budget."""
+    spend_since = ledger.spend if ledger is not None else None
+    settings = config.state
+    if settings.backend == "sqlite":
+        return SqliteLimits(settings.path, spend_since, ttl=settings.reservation_ttl)
+    return MemoryLimits(spend_since, ttl=settings.reservation_ttl)
+
+
 def build_runtime(
     config: Config,
     shared: Shared,
@@ -82,12 +93,14 @@ def build_runtime(
         context_window=lambda d: prices.context_window(d.litellm_params.model),
         on_cooldown=lambda deployment_id: metrics.cooldowns.labels(deployment_id).inc(),
     )
+    if shared.limits is None:
+        shared.limits = limit_store(config, shared.ledger)
     ledger = shared.ledger
     guard = Guard(
         config.auth,
-        spend_since=ledger.spend if ledger is not None else None,
+        limits=shared.limits,
         wall_clock=shared.wall_clock,
-        usage=shared.key_usage,
+        reachable=lambda name: alias_groups(config, name),
     )
     accountant = Accountant(config, prices, metrics, ledger, shared.wall_clock)
     sensitive = config.triage.sensitive

@@ -6,24 +6,25 @@ dicts, plus the `x-triage-*` headers that explain the decision. Errors are raise
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any
 
+from triage.access.guard import Guard, limited
+from triage.access.reserve import prompt_chars, worst_case
 from triage.accounting import Accountant, Record, usage_from
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.schema import Config
 from triage.engine.base import Batch, Call, CallKind, Outcome, Relayed
-from triage.engine.runner import Engine
-from triage.errors import BadRequest, TriageError, http_status
-from triage.guard import Guard
+from triage.engine.runner import CANCELLED, Engine
+from triage.errors import BadRequest, TriageError, error_kind, http_status
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
 from triage.normalize import StreamNormalizer, normalize_reply
-from triage.policy import Planner, RoutePlan, is_alias, tier_of
+from triage.policy import Planner, RoutePlan, is_alias, restrict, tier_of
 from triage.protocol import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
@@ -37,8 +38,8 @@ from triage.protocol import (
 )
 from triage.relay import Tally, convert, counted_usage, stream_usage
 from triage.sensitive import Detector
+from triage.state.limits import Reservation
 
-ESTIMATED_OUTPUT_TOKENS = 256
 FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
 
 
@@ -95,6 +96,15 @@ class Service:
             )
         if not is_alias(self.config, request.model):
             return self.planner.for_group(request.model)
+        if isinstance(request, EmbeddingRequest):  # not classified: one configured group
+            group = self.config.triage.embedding_route
+            if group is None:
+                raise BadRequest(
+                    f"`{request.model}` on /v1/embeddings needs `triage.embedding_route` (a model "
+                    "group of embedding deployments) in the config; or name that group as `model`",
+                    param="model",
+                )
+            return self.planner.for_group(group)
         classification = self._classify(request, meta)
         return self.planner.for_task(classification, forced=meta.forced_task is not None)
 
@@ -125,23 +135,51 @@ class Service:
         counter.inc()
         return result
 
-    def admit(self, request: Request, meta: Meta) -> tuple[RoutePlan, KeySpec | None]:
-        """Authenticate, cap, plan, authorize, rate-limit and budget-check: all before any
-        upstream call."""
-        key = self.guard.authenticate(meta.authorization)
-        _check_caps(self.config, request)
+    def route(self, request: Request, meta: Meta, key: KeySpec | None) -> RoutePlan:
+        """The plan, cut down to what `key` may reach; 403 for a model or task it may not use.
+        A key limited to some tasks has its named-group requests classified too (on their
+        content: the x-triage-task header cannot vouch for a group request)."""
         plan = self.plan(request, meta)
-        self.guard.authorize(key, request.model, plan.task)
+        task = plan.task
+        if key is not None and key.tasks and task is None:
+            task = self._classify(request, replace(meta, forced_task=None)).task
+        self.guard.authorize(key, request.model, task)
+        allowed = self.guard.allowed_groups(key)
+        return plan if allowed is None else restrict(plan, allowed)
+
+    async def decide(
+        self, kind: CallKind, request: Request, meta: Meta, key: KeySpec | None
+    ) -> tuple[RoutePlan, dict[str, Any]]:
+        """The plan and the body that would go upstream, sensitive routing applied."""
+        plan = self.route(request, meta, key)
+        body = forwarded(request, FIELDS[kind])
         found = self._sensitive(request)
         if found:
             plan = replace(plan, local_only=True, sensitive=found)
         elif key is not None and key.data_policy == "local_only":
             plan = replace(plan, local_only=True)
-        prompt_tokens = _prompt_chars(request) // 4
-        self.guard.admit(key, prompt_tokens)
-        if key is not None and (key.budget.daily_usd or key.budget.monthly_usd):
-            self.guard.check_budget(key, self._estimate_cost(plan, request, prompt_tokens))
-        return plan, key
+        return plan, body
+
+    async def admit(
+        self, kind: CallKind, request: Request, meta: Meta
+    ) -> tuple[RoutePlan, KeySpec | None, dict[str, Any], Reservation | None]:
+        """Authenticate, cap, plan, authorize, scan, and reserve the worst case against the
+        key's limits: all before any upstream call."""
+        key = self.guard.authenticate(meta.authorization)
+        _check_caps(self.config, request)
+        plan, body = await self.decide(kind, request, meta, key)
+        reservation = None
+        if limited(key):
+            assert key is not None
+            tokens, cost = worst_case(
+                request,
+                plan,
+                self.engine.groups,
+                lambda d, usage: self.accountant.cost_on(d, usage, 0.0),
+                self.config.auth.reserve_output_tokens,
+            )
+            reservation = self.guard.reserve(self.guard.ask(key, tokens, cost))
+        return plan, key, body, reservation
 
     def _sensitive(self, request: Request) -> tuple[str, ...]:
         """Which detectors fire on the request (all turns, tool results and arguments)."""
@@ -166,22 +204,17 @@ class Service:
             self.metrics.sensitive.labels(finding.detector).inc()
         return tuple(f.detector for f in findings)
 
-    def _estimate_cost(self, plan: RoutePlan, request: Request, prompt_tokens: int) -> Decimal:
-        limit = _field(request, "max_completion_tokens") or _field(request, "max_tokens")
-        usage = Usage(prompt_tokens, int(limit or ESTIMATED_OUTPUT_TOKENS), "estimated")
-        first = self.engine.groups[plan.groups[0]]
-        return min(self.accountant.cost_on(d, usage, 0.0) for d in first)
-
     async def handle(self, kind: CallKind, request: Request, meta: Meta) -> Answer | StreamAnswer:
         started = self.clock()
         try:
-            plan, key = self.admit(request, meta)
+            plan, key, body, reservation = await self.admit(kind, request, meta)
         except TriageError as err:
             # Refused before routing (401/403/404/429): counted, never sent upstream.
             self.metrics.requests.labels(kind, "none", "none", "", "", str(http_status(err))).inc()
+            self.metrics.errors.labels(kind, "", "", error_kind(err)).inc()
             raise
         stream = bool(_field(request, "stream"))
-        call = Call(kind, forwarded(request, FIELDS[kind]), stream, _prompt_chars(request))
+        call = Call(kind, body, stream, prompt_chars(request))
         record = Record(
             endpoint=kind,
             request_id=meta.request_id,
@@ -193,14 +226,19 @@ class Service:
             finished=started,
             stream=stream,
             key_id=key.id if key else None,
+            reservation=reservation,
         )
         self.metrics.in_flight.inc()
         if stream:
             return await self._stream(plan, call, request, record)
         try:
-            reply, outcome = await self.engine.complete(plan, call)
+            reply, outcome = await self.engine.complete(plan, call, record.attempts)
         except TriageError as err:
+            record.error = error_kind(err)
             await self._finish(record, http_status(err))
+            raise
+        except asyncio.CancelledError:  # the client went away (api/disconnect.py): 499
+            await self._finish(record, CANCELLED)
             raise
         body = normalize_reply(kind, reply.body, outcome.deployment)
         record.outcome = outcome
@@ -214,9 +252,13 @@ class Service:
         self, plan: RoutePlan, call: Call, request: Request, record: Record
     ) -> StreamAnswer:
         try:
-            start = await self.engine.stream(plan, call)
+            start = await self.engine.stream(plan, call, record.attempts)
         except TriageError as err:
+            record.error = error_kind(err)
             await self._finish(record, http_status(err))
+            raise
+        except asyncio.CancelledError:  # the client went away before the first chunk
+            await self._finish(record, CANCELLED)
             raise
         record.outcome = start.outcome
         record.ttft = self.clock() - record.started
@@ -265,7 +307,7 @@ class Service:
             out.last = True
             yield out
         except TriageError as err:
-            status = http_status(err)
+            status, record.error = http_status(err), error_kind(err)
             raise
         finally:
             closer = getattr(iterator, "aclose", None)
@@ -283,7 +325,7 @@ class Service:
         self.metrics.in_flight.dec()
         committed = self.accountant.record(record)
         tokens = record.usage.total_tokens if record.usage else 0
-        self.guard.record(record.key_id, tokens, record.cost)
+        self.guard.settle(record.reservation, tokens, record.cost)
         if committed is not None:
             await committed
 
@@ -324,13 +366,6 @@ def _check_caps(config: Config, request: Request) -> None:
         value = _field(request, name)
         if value is not None and value > server.max_tokens:
             raise BadRequest(f"{name} may be at most {server.max_tokens}", param=name)
-
-
-def _prompt_chars(request: Request) -> int:
-    if isinstance(request, ChatCompletionRequest):
-        return len(chat_text(request))
-    value = request.prompt if isinstance(request, CompletionRequest) else request.input
-    return len(value) if isinstance(value, str) else sum(len(str(v)) for v in value)
 
 
 def _estimate(call: Call, body: dict[str, Any]) -> tuple[int, int]:

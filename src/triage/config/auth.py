@@ -53,6 +53,9 @@ class AuthSettings(BaseModel):
     admin_key: SecretStr | None = None
     admin_key_sha256: Sha256 | None = None
     allow_public_without_keys: bool = False
+    # The output a request is assumed to produce, per choice, when it sets no max_tokens:
+    # what a tpm limit or a budget holds for it until it is settled.
+    reserve_output_tokens: Annotated[int, Field(gt=0)] = 4096
 
     @property
     def enabled(self) -> bool:

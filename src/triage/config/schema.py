@@ -172,6 +172,11 @@ class ServerSettings(BaseModel):
     max_tokens: Annotated[int, Field(gt=0)] = 131072
     cors_origins: list[str] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Host names served (against DNS rebinding): None = the loopback names and the bind host,
+    # or any host when the bind is every interface and keys are configured. "*" = any host.
+    allowed_hosts: list[str] | None = None
+    # GET /metrics without the admin key (for scrapers that cannot send one).
+    metrics_public: bool = False
     # Bounds on what clients send and backends answer (api/server.py, engine/native.py).
     max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     max_headers: Annotated[int, Field(ge=8)] = 100
@@ -180,6 +185,17 @@ class ServerSettings(BaseModel):
     max_connections: Annotated[int, Field(gt=0)] = 1000
     max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
     max_sse_line_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+
+class StateSettings(BaseModel):
+    """Where per-key limits, spend and reservations live: `memory` (one process) or `sqlite`
+    (a file shared by the worker processes of one machine, for `serve --workers N`)."""
+
+    model_config = Strict
+
+    backend: Literal["memory", "sqlite"] = "memory"
+    path: str = "triage-state.db"
+    reservation_ttl: Annotated[float, Field(gt=0)] = 900.0
 
 
 class Config(BaseModel):
@@ -192,6 +208,7 @@ class Config(BaseModel):
     triage: TriageSettings = TriageSettings()
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
+    state: StateSettings = StateSettings()
 
     @model_validator(mode="before")
     @classmethod

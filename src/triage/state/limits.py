@@ -1,0 +1,230 @@
+"""Per-key limits as reservations: a request's worst case is held before the upstream call and
+settled to what it actually used afterwards.
+
+`reserve` checks every limit of the key (requests and tokens per minute, daily and monthly
+spend) against what is already counted *plus what is in flight*, and either holds all of them
+or none (a request refused for one limit consumes no other). `settle` replaces the held worst
+case with the actual tokens and cost. A reservation that is never settled (a crashed worker, a
+stream nobody read) stops holding spend after `ttl` seconds; its tokens leave the per-minute
+window like any others.
+
+`MemoryLimits` serves one process. `state/sqlite.py` implements the same operations on a file
+shared by the worker processes of one machine; a Redis backend can do the same with scripts.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol
+
+WINDOW = 60.0
+ZERO = Decimal(0)
+SpendSince = Callable[[str, float], Decimal]
+Limit = Literal["rpm", "tpm", "daily", "monthly"]
+PERIODS = (("day", "daily"), ("month", "monthly"))
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What one request asks of its key: its worst case against each configured limit."""
+
+    key_id: str
+    tokens: int
+    cost: Decimal
+    rpm: int | None = None
+    tpm: int | None = None
+    daily_usd: Decimal | None = None
+    monthly_usd: Decimal | None = None
+
+    def budget(self, label: str) -> Decimal | None:
+        return self.daily_usd if label == "daily" else self.monthly_usd
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    key_id: str
+    tokens: int
+    cost: Decimal
+    at: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    limit: Limit
+    message: str
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    requests_last_minute: int = 0
+    tokens_last_minute: int = 0
+    spent_today: Decimal = ZERO
+    spent_this_month: Decimal = ZERO
+    reserved_usd: Decimal = ZERO
+    in_flight: int = 0
+
+
+class LimitStore(Protocol):
+    def reserve(self, ask: Ask, now: float) -> Reservation | Refusal: ...
+    def settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None: ...
+    def snapshot(self, key_id: str, now: float) -> Snapshot: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Counted:
+    """What is already counted for a key at a moment, whatever the backend."""
+
+    requests: int
+    oldest_request: float | None
+    tokens: int
+    oldest_tokens: float | None
+    spent: dict[str, Decimal]
+    held: Decimal
+
+
+def decide(ask: Ask, counted: Counted, now: float) -> Refusal | None:
+    """The first limit `ask` does not fit in, or None: the same rules for every backend."""
+    key = ask.key_id
+    if ask.rpm is not None and counted.requests + 1 > ask.rpm:
+        after = _until((counted.oldest_request or now) + WINDOW, now)
+        return Refusal("rpm", f"key `{key}` is over its {ask.rpm} requests per minute", after)
+    if ask.tpm is not None:
+        if ask.tokens > ask.tpm:
+            return Refusal(
+                "tpm",
+                f"this request needs up to {ask.tokens} tokens (prompt estimate plus max_tokens "
+                f"× n), more than key `{key}`'s limit of {ask.tpm} tokens per minute",
+                None,
+            )
+        if counted.tokens + ask.tokens > ask.tpm:
+            after = _until((counted.oldest_tokens or now) + WINDOW, now)
+            return Refusal("tpm", f"key `{key}` is over its {ask.tpm} tokens per minute", after)
+    for period, label in PERIODS:
+        limit = ask.budget(label)
+        if limit is not None and counted.spent[period] + counted.held + ask.cost > limit:
+            in_flight = f" (${counted.held} held by requests in flight)" if counted.held else ""
+            return Refusal(
+                "daily" if label == "daily" else "monthly",
+                f"key `{key}` would exceed its {label} budget of ${limit}{in_flight}",
+                _until(period_end(now, period), now),
+            )
+    return None
+
+
+@dataclass
+class _Key:
+    requests: deque[float] = field(default_factory=deque)
+    tokens: deque[list[float]] = field(default_factory=deque)  # [at, tokens]
+    by_id: dict[str, list[float]] = field(default_factory=dict)
+    held: dict[str, Reservation] = field(default_factory=dict)
+    periods: dict[str, tuple[float, Decimal]] = field(default_factory=dict)
+
+
+class MemoryLimits:
+    """One process's counters, touched only from its event loop (so each call is atomic)."""
+
+    def __init__(self, spend_since: SpendSince | None = None, *, ttl: float = 900.0) -> None:
+        self.spend_since = spend_since
+        self.ttl = ttl
+        self._keys: dict[str, _Key] = {}
+
+    def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
+        entry = self._entry(ask.key_id, now)
+        refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
+        if refusal is not None:
+            return refusal
+        reservation = Reservation(new_id(), ask.key_id, ask.tokens, ask.cost, now)
+        entry.requests.append(now)
+        tokens = [now, float(ask.tokens)]
+        entry.tokens.append(tokens)
+        entry.by_id[reservation.id] = tokens
+        entry.held[reservation.id] = reservation
+        return reservation
+
+    def settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
+        entry = self._entry(reservation.key_id, now)
+        counted = entry.by_id.pop(reservation.id, None)
+        if counted is not None:
+            counted[1] = float(tokens)
+        entry.held.pop(reservation.id, None)
+        for period, _ in PERIODS:
+            start, spent = self._period(reservation.key_id, entry, now, period)
+            entry.periods[period] = (start, spent + cost)
+
+    def snapshot(self, key_id: str, now: float) -> Snapshot:
+        entry = self._entry(key_id, now)
+        counted = self._counted(key_id, entry, now)
+        return Snapshot(
+            counted.requests,
+            counted.tokens,
+            counted.spent["day"],
+            counted.spent["month"],
+            counted.held,
+            len(entry.held),
+        )
+
+    def close(self) -> None:
+        self._keys.clear()
+
+    def _entry(self, key_id: str, now: float) -> _Key:
+        entry = self._keys.get(key_id)
+        if entry is None:
+            entry = self._keys[key_id] = _Key()
+        while entry.requests and entry.requests[0] <= now - WINDOW:
+            entry.requests.popleft()
+        while entry.tokens and entry.tokens[0][0] <= now - WINDOW:
+            entry.tokens.popleft()
+        for rid in [r.id for r in entry.held.values() if r.at <= now - self.ttl]:
+            del entry.held[rid]  # abandoned: its spend hold lapses
+            entry.by_id.pop(rid, None)
+        return entry
+
+    def _counted(self, key_id: str, entry: _Key, now: float) -> Counted:
+        return Counted(
+            requests=len(entry.requests),
+            oldest_request=entry.requests[0] if entry.requests else None,
+            tokens=int(sum(t[1] for t in entry.tokens)),
+            oldest_tokens=entry.tokens[0][0] if entry.tokens else None,
+            spent={p: self._period(key_id, entry, now, p)[1] for p, _ in PERIODS},
+            held=sum((r.cost for r in entry.held.values()), ZERO),
+        )
+
+    def _period(self, key_id: str, entry: _Key, now: float, period: str) -> tuple[float, Decimal]:
+        start = period_start(now, period)
+        current = entry.periods.get(period)
+        if current is None or current[0] != start:
+            seeded = self.spend_since(key_id, start) if self.spend_since else ZERO
+            current = entry.periods[period] = (start, seeded)
+        return current
+
+
+def new_id() -> str:
+    return os.urandom(12).hex()
+
+
+def _until(moment: float, now: float) -> float:
+    return float(max(1, math.ceil(moment - now)))
+
+
+def period_start(now: float, period: str) -> float:
+    t = time.gmtime(now)
+    day = 1 if period == "month" else t.tm_mday
+    return float(calendar.timegm((t.tm_year, t.tm_mon, day, 0, 0, 0)))
+
+
+def period_end(now: float, period: str) -> float:
+    if period == "day":
+        return period_start(now, "day") + 86400
+    t = time.gmtime(now)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return float(calendar.timegm((year, month, 1, 0, 0, 0)))

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -24,3 +25,28 @@ def fake() -> Iterator[FakeUpstreamThread]:
 def fake2() -> Iterator[FakeUpstreamThread]:
     with FakeUpstreamThread() as upstream:
         yield upstream
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the clone. Only tests marked `shared` (run by `make test-shared`, never
+    by `make test`) may ask for it, and they fail, not skip, when it is missing."""
+    if not SHARED.is_dir():
+        pytest.fail(f"this test needs ../shared beside the clone; {SHARED} is missing")
+    return SHARED
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that reads ../shared without the `shared` marker would break `make test` on a
+    clean clone: refuse it when collected."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "shared_dir" in getattr(item, "fixturenames", ())
+        and not item.get_closest_marker("shared")
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests use shared_dir without @pytest.mark.shared: {unmarked}")

@@ -217,3 +217,14 @@ def openai_type(error: TriageError) -> str:
     if isinstance(error, AllAttemptsFailed):
         return error.last.error_type if error.last.status < 500 else error.error_type
     return error.error_type
+
+
+CLIENT_DISCONNECTED = "client_disconnected"  # the error kind of a request whose client left
+
+
+def error_kind(error: TriageError) -> str:
+    """What failed, as a bounded name for the ledger, logs and metric labels: the class's own
+    code (the last failure's, when every attempt failed), never a message or client text."""
+    if isinstance(error, AllAttemptsFailed):
+        return error_kind(error.last)
+    return type(error).default_code or "internal_error"

@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `error` column (what failed); version 1 files gain it on open
 
 _COLUMNS = (
     ("ts", "REAL NOT NULL"),
@@ -41,15 +41,18 @@ _COLUMNS = (
     ("stream", "INTEGER NOT NULL"),
     ("attempts", "INTEGER NOT NULL"),
     ("fallbacks", "INTEGER NOT NULL"),
+    ("error", "TEXT NOT NULL DEFAULT ''"),
 )
+# Columns added after version 1, added in place to an older file when it is opened.
+_ADDED = (("error", "TEXT NOT NULL DEFAULT ''"),)
 _FIELDS = tuple(name for name, _ in _COLUMNS)  # the order of LedgerRow's fields (a test pins it)
 _NAMES = ", ".join(_FIELDS)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS usage (id INTEGER PRIMARY KEY, "
     + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
-    + ");\n"
-    "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);\n"
-    "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts);\n"
+    + ")",
+    "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)",
+    "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts)",
 )
 _INSERT = f"INSERT INTO usage ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _SELECT = f"SELECT {_NAMES} FROM usage WHERE ts >= ? ORDER BY ts, id"
@@ -59,7 +62,9 @@ _SPEND = "SELECT cost_usd FROM usage WHERE key_id IS ? AND ts >= ?"
 
 @dataclass(frozen=True)
 class LedgerRow:
-    """One request as the ledger records it. ``route`` is "" when no model group answered."""
+    """One request as the ledger records it. ``route`` and ``deployment`` are where the last
+    attempt went ("" when none was made); ``error`` is the failure's kind ("" when it
+    succeeded; see ``triage.errors.error_kind``)."""
 
     ts: float
     request_id: str
@@ -79,6 +84,7 @@ class LedgerRow:
     stream: bool
     attempts: int
     fallbacks: int
+    error: str = ""
 
     def __post_init__(self) -> None:
         for name in ("cost_usd", "counterfactual_usd"):
@@ -105,6 +111,22 @@ def _from_db(record: tuple[Any, ...]) -> LedgerRow:
     values["counterfactual_usd"] = Decimal(values["counterfactual_usd"])
     values["stream"] = bool(values["stream"])
     return LedgerRow(**values)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring a version-1 file up to this one (inside a transaction)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version not in range(SCHEMA_VERSION + 1):
+        raise RuntimeError(
+            f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})"
+        )
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    present = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+    for name, kind in _ADDED:
+        if name not in present:
+            conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class Ledger:
@@ -139,16 +161,16 @@ class Ledger:
         conn = self._conn
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise RuntimeError(
-                f"ledger schema version {version} is not supported (expected {SCHEMA_VERSION})"
-            )
-        # IMMEDIATE takes the write lock up front, so workers creating the schema at the same
-        # moment wait on the busy timeout instead of failing with "database is locked".
-        conn.executescript(
-            f"BEGIN IMMEDIATE;\n{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-        )
+        # IMMEDIATE takes the write lock up front, so workers creating or migrating the schema
+        # at the same moment wait on the busy timeout instead of failing with "database is
+        # locked", and each sees the other's finished work.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _migrate(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @property
     def journal_mode(self) -> str:

@@ -74,6 +74,12 @@ class Metrics:
             buckets=FAST_BUCKETS,
             registry=r,
         )
+        self.errors = Counter(
+            "triage_request_errors",
+            "Failed requests by what failed (an error kind), and where the last attempt went",
+            ["endpoint", "route", "deployment", "error"],
+            registry=r,
+        )
         self.retries = Counter(
             "triage_retries", "Retries inside a model group", ["group", "kind"], registry=r
         )

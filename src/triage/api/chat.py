@@ -3,15 +3,17 @@
 Like every OpenAI endpoint these are plain Starlette routes: they read their own body (so a bad
 one is an OpenAI-shaped 400) and need none of FastAPI's dependency solving, which costs about
 as much again as the routing itself (~35 µs a request). api/openapi.py documents them.
+A client that leaves, mid-upload or while the upstream works, ends the request (disconnect.py).
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from triage.api.deps import meta, parse, state
+from triage.api.disconnect import gone, unless_gone
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream, frames
 from triage.engine.base import CallKind
@@ -20,19 +22,25 @@ from triage.protocol import Request as Body
 from triage.service import StreamAnswer
 
 
-async def _serve(request: Request, kind: CallKind, body: Body) -> Response:
-    answer = await state(request).service.handle(kind, body, meta(request))
+async def _serve(request: Request, kind: CallKind, model: type[Body]) -> Response:
+    try:
+        body = await parse(request, model)
+    except ClientDisconnect:  # an abandoned upload: nothing to answer, nothing to log
+        return gone()
+    answer = await unless_gone(request, state(request).service.handle(kind, body, meta(request)))
+    if answer is None:
+        return gone()
     if isinstance(answer, StreamAnswer):
         return EventStream(frames(answer.chunks), {**answer.headers, "cache-control": "no-cache"})
     return FastJSONResponse(answer.body, headers=answer.headers)
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _serve(request, "chat", await parse(request, ChatCompletionRequest))
+    return await _serve(request, "chat", ChatCompletionRequest)
 
 
 async def completions(request: Request) -> Response:
-    return await _serve(request, "completion", await parse(request, CompletionRequest))
+    return await _serve(request, "completion", CompletionRequest)
 
 
 routes: list[BaseRoute] = [

@@ -127,6 +127,15 @@ class AttemptRecord:
     seconds: float = 0.0
 
 
+def fallbacks_of(attempts: Iterable[AttemptRecord]) -> int:
+    """How many times the attempts moved on to another model group."""
+    groups: list[str] = []
+    for attempt in attempts:
+        if not groups or groups[-1] != attempt.group:
+            groups.append(attempt.group)
+    return max(0, len(groups) - 1)
+
+
 @dataclass
 class Outcome:
     """Where a request ended up and how it got there."""
@@ -139,11 +148,7 @@ class Outcome:
 
     @property
     def fallbacks(self) -> int:
-        groups: list[str] = []
-        for attempt in self.attempts:
-            if not groups or groups[-1] != attempt.group:
-                groups.append(attempt.group)
-        return len(groups) - 1
+        return fallbacks_of(self.attempts)
 
     @property
     def retries(self) -> int:

@@ -43,6 +43,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 CHARS_PER_TOKEN = 4  # conservative prompt-size estimate for the context-window pre-check
 MAX_BACKOFF = 8.0
+CANCELLED = 499  # the caller went away while an attempt was in flight (nginx's status)
 
 
 @dataclass
@@ -86,13 +87,20 @@ class Engine:
         self.on_cooldown = on_cooldown
         self.groups: Mapping[str, list[Deployment]] = config.groups
 
-    async def complete(self, plan: RoutePlan, call: Call) -> tuple[Reply, Outcome]:
+    async def complete(
+        self, plan: RoutePlan, call: Call, attempts: list[AttemptRecord] | None = None
+    ) -> tuple[Reply, Outcome]:
+        """The whole answer. `attempts`, when given, is filled as the attempts happen, so that
+        a caller whose request failed or was cancelled still knows where it went."""
+
         async def attempt(deployment: Deployment, timeouts: Timeouts) -> Reply:
             return await self.lane(deployment).send(deployment, call, timeouts)
 
-        return await self._run(plan, call, attempt)
+        return await self._run(plan, call, attempt, attempts=attempts)
 
-    async def stream(self, plan: RoutePlan, call: Call) -> StreamStart:
+    async def stream(
+        self, plan: RoutePlan, call: Call, attempts: list[AttemptRecord] | None = None
+    ) -> StreamStart:
         async def attempt(deployment: Deployment, timeouts: Timeouts) -> tuple[_Stream, Batch]:
             upstream = await self.lane(deployment).open_stream(deployment, call, timeouts)
             try:
@@ -113,7 +121,9 @@ class Engine:
             return upstream, first
 
         deadline = self.clock() + plan.deadline
-        (upstream, first), outcome = await self._run(plan, call, attempt, release=False)
+        (upstream, first), outcome = await self._run(
+            plan, call, attempt, release=False, attempts=attempts
+        )
         outcome.ttft = outcome.upstream_seconds
         params = outcome.deployment.litellm_params
         total = params.stream_timeout or params.timeout or plan.timeout
@@ -153,8 +163,10 @@ class Engine:
         attempt: Callable[[Deployment, Timeouts], Awaitable[T]],
         *,
         release: bool = True,
+        attempts: list[AttemptRecord] | None = None,
     ) -> tuple[T, Outcome]:
-        run = _Run(plan, call, self.clock() + plan.deadline, [], attempt)
+        trail = [] if attempts is None else attempts
+        run = _Run(plan, call, self.clock() + plan.deadline, trail, attempt)
         if plan.local_only and not any(self._deployments(plan, g) for g in plan.groups):
             raise PermissionDenied(
                 "this request may only go to local deployments (sensitive data or the key's "
@@ -258,6 +270,10 @@ class Engine:
         except asyncio.CancelledError:
             self.store.release(deployment.id)
             self.store.record_failure(deployment.id, self.clock(), trips=False)
+            seconds = self.clock() - started
+            run.attempts.append(
+                AttemptRecord(group, deployment.id, False, "cancelled", CANCELLED, "", seconds)
+            )
             raise
         elapsed = self.clock() - started
         run.attempts.append(AttemptRecord(group, deployment.id, True, seconds=elapsed))

@@ -102,12 +102,16 @@ def test_requests_per_minute_limit_is_429_with_retry_after(fake: FakeUpstreamThr
 
 
 def test_tokens_per_minute_limit_is_429(fake: FakeUpstreamThread) -> None:
-    with serve(_app(fake, tpm=20)) as url:
+    with serve(_app(fake, tpm=35)) as url:
         client = _client(url)
-        _chat(client)  # the fake answers with ~12 completion tokens plus the prompt
-        _chat(client)
+
+        def chat() -> Any:  # reserves ~2 prompt + 12 output tokens; the fake answers ~13
+            return client.chat.completions.create(model="local", messages=MSG, max_tokens=12)  # type: ignore[arg-type]
+
+        chat()
+        chat()
         with pytest.raises(openai.RateLimitError):
-            _chat(client)
+            chat()
 
 
 def test_budget_refusal_happens_before_any_upstream_call(fake: FakeUpstreamThread) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from triage.config import Config, ConfigError, load_config, summary
 
 CONFIG_ENV = "TRIAGE_CONFIG"
+BIND_HOST_ENV = "TRIAGE_BIND_HOST"  # what `serve` listens on, for its worker processes
 
 
 def _load(path: str) -> Config:
@@ -40,6 +41,7 @@ def app_factory() -> Any:
         config,
         multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
         config_source=_config_source(os.environ[CONFIG_ENV]),
+        bind_host=os.environ.get(BIND_HOST_ENV),
     )
 
 
@@ -69,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     if args.workers > 1:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+        os.environ[BIND_HOST_ENV] = host
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="triage-prom-"))
         uvicorn.run(
             "triage.cli:app_factory",
@@ -86,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logs.configure(config.server.log_level)
     uvicorn.run(
-        create_app(config, config_source=_config_source(args.config)),
+        create_app(config, config_source=_config_source(args.config), bind_host=host),
         host=host,
         port=port,
         log_level=config.server.log_level,

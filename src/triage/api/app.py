@@ -6,6 +6,7 @@ created here (or injected by tests) and live on `app.state.triage`.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,8 @@ from prometheus_client import CollectorRegistry
 from triage import __version__
 from triage.api import admin, chat, embeddings, errors, health, insight, metrics_endpoint, models
 from triage.api.deps import AppState
+from triage.api.gate import Gate, allowed_hosts
+from triage.api.health import ProbeCache
 from triage.api.openapi import install_openapi
 from triage.classify import Classifier
 from triage.config.schema import Config
@@ -44,9 +47,12 @@ def create_app(
     rng: random.Random | None = None,
     multiproc_dir: str | None = None,
     config_source: Callable[[], Config] | None = None,
+    bind_host: str | None = None,
 ) -> FastAPI:
     """The app for `config`. `config_source` re-reads the config for POST /admin/reload and
-    SIGHUP; without it, reload answers that there is nothing to reload from."""
+    SIGHUP; without it, reload answers that there is nothing to reload from. `bind_host` is
+    the address the server listens on (default: server.host): it decides the default allowed
+    Host names and whether a reload may drop client keys."""
     metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
     ledger = Ledger(config.triage.ledger.path) if config.triage.ledger.enabled else None
     shared = Shared(
@@ -69,7 +75,11 @@ def create_app(
             "probe_client": probe_client,
             "multiproc_dir": multiproc_dir,
             "ledger": ledger,
+            "ledger_path": config.triage.ledger.path,
+            "probes": ProbeCache(probe_client),
+            "usage_lock": asyncio.Lock(),
         },
+        bind_host=bind_host,
     )
 
     @asynccontextmanager
@@ -96,6 +106,14 @@ def create_app(
             allow_headers=["authorization", "content-type", "x-request-id", "x-triage-task"],
             expose_headers=["x-request-id", "x-triage-task", "x-triage-route"],
         )
+    hosts = allowed_hosts(
+        config.server.allowed_hosts,
+        bind_host=app_state.bind_host,
+        keyed=config.auth.enabled,
+    )
+    app.add_middleware(
+        Gate, pins=app_state.retirement, hosts=hosts, cors_origins=config.server.cors_origins
+    )
     errors.install(app)
     install_openapi(app)
     app.router.routes.extend([*chat.routes, *embeddings.routes])

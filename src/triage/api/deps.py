@@ -17,6 +17,8 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from triage.api.errors import validation_error
+from triage.api.reloading import Retirement, reload_problems
+from triage.classify import Classifier
 from triage.config import ConfigError, summary
 from triage.config.schema import Config
 from triage.errors import BadRequest, PayloadTooLarge
@@ -43,12 +45,16 @@ class AppState:
         shared: Shared,
         config_source: Callable[[], Config] | None,
         extras: dict[str, Any],
+        bind_host: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.shared = shared
         self.config_source = config_source
         self.extras = extras
-        self._retired: list[Runtime] = []
+        self.bind_host = bind_host or runtime.config.server.host
+        self.started_with_keys = runtime.config.auth.enabled
+        # The gate (api/gate.py) counts every request in and out of the runtime serving it.
+        self.retirement = Retirement()
 
     @property
     def config(self) -> Config:
@@ -60,20 +66,39 @@ class AppState:
 
     def reload(self) -> Runtime:
         """Build a runtime from the re-read config and swap it in; raise and keep the old one
-        if the new config is invalid."""
+        if the new config is invalid, unsafe, or changes a setting that needs a restart."""
         if self.config_source is None:
             raise BadRequest("this server was not started from a config file: nothing to reload")
         try:
             config = self.config_source()
-            runtime = build_runtime(config, self.shared)
         except ConfigError as exc:
             raise InvalidConfig(exc.problems) from None
         except (OSError, ValueError) as exc:
             raise InvalidConfig([str(exc)]) from None
-        self._retired.append(self.runtime)
-        self.runtime = runtime
+        problems = reload_problems(
+            self.config,
+            config,
+            started_with_keys=self.started_with_keys,
+            bind_host=self.bind_host,
+        )
+        if problems:
+            raise ReloadRefused(problems)
+        try:
+            runtime = build_runtime(config, self.shared, classifier=self._same_classifier(config))
+        except (OSError, ValueError) as exc:
+            raise InvalidConfig([str(exc)]) from None
+        old, self.runtime = self.runtime, runtime
+        self.retirement.retire(old)
         log.warning("config reloaded: %s", summary(config))
         return runtime
+
+    def _same_classifier(self, config: Config) -> Classifier | None:
+        """The serving classifier when the new config would load the same shipped one (it is
+        the largest part of a runtime); weights from a file are read again (they may have been
+        retrained in place)."""
+        old, new = self.config.triage, config.triage
+        shipped = old.classifier_path is None and new.classifier_path is None
+        return self.service.classifier if shipped and old.examples == new.examples else None
 
     def watch_sighup(self) -> None:
         """SIGHUP reloads like POST /admin/reload (only where signals can be installed)."""
@@ -86,12 +111,20 @@ class AppState:
     def _on_sighup(self) -> None:
         try:
             self.reload()
-        except InvalidConfig as exc:
+        except (InvalidConfig, ReloadRefused) as exc:
             log.error("config reload refused: %s", "; ".join(exc.problems))
 
     async def close(self) -> None:
-        for runtime in [*self._retired, self.runtime]:
-            await runtime.lanes.close()
+        await self.retirement.close()
+        await self.runtime.lanes.close()
+
+
+class ReloadRefused(BadRequest):
+    default_code = "reload_refused"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("reload refused; the old config keeps serving: " + "; ".join(problems))
+        self.problems = problems
 
 
 class InvalidConfig(BadRequest):

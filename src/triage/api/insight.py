@@ -1,27 +1,62 @@
 """Triage's own endpoints: POST /v1/triage/explain (a routing decision without calling any model)
-and GET /v1/triage/usage (spend, savings and volume from the ledger, as `triage report` prints)."""
+and GET /v1/triage/usage (spend, savings and volume from the ledger, as `triage report` prints).
+
+With client keys configured both take a key. Explain shows a client key only the groups it may
+use; usage shows a client key its own requests and the admin key everyone's. The usage report
+is aggregated by SQLite in a thread (usage_db.py), one at a time, never on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from triage.api.callers import caller
 from triage.api.deps import meta, parse, state
 from triage.errors import BadRequest, NotFound
 from triage.explain import explain
+from triage.metering import format_usd
 from triage.protocol import ChatCompletionRequest
-from triage.report import parse_since, summarize
+from triage.report import parse_since
+from triage.usage_db import usage_report
 
 router = APIRouter()
 
 
 @router.post("/v1/triage/explain")
 async def explain_route(request: Request) -> dict[str, Any]:
+    who = caller(request)
     body = await parse(request, ChatCompletionRequest)
-    service = state(request).service
-    return explain(service, body, meta(request))
+    runtime = state(request).runtime
+    runtime.guard.authorize(who.key, body.model, None)  # 403 for a model the key may not use
+    answer = explain(runtime.service, body, meta(request))
+    allowed = None if who.key is None else runtime.guard.allowed_groups(who.key)
+    return answer if allowed is None else _only(answer, allowed)
+
+
+def _only(answer: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """`answer` without the groups (and their deployments) a key may not use."""
+    route = dict(answer["route"])
+    route["groups"] = [g for g in route["groups"] if g in allowed]
+    for name in ("context_window_fallbacks", "content_policy_fallbacks"):
+        route[name] = {
+            group: [g for g in targets if g in allowed]
+            for group, targets in route[name].items()
+            if group in allowed
+        }
+    candidates = [c for c in answer["candidates"] if c["group"] in allowed]
+    first = [c for c in candidates if route["groups"] and c["group"] == route["groups"][0]]
+    estimate = min((Decimal(str(c["estimated_cost_usd"])) for c in first), default=Decimal(0))
+    return {
+        **answer,
+        "route": route,
+        "candidates": candidates,
+        "estimated_cost_usd": format_usd(estimate),
+    }
 
 
 @router.get("/v1/triage/usage")
@@ -30,12 +65,17 @@ async def usage(
     since: str | None = Query(default=None),
     by: Literal["task", "route", "deployment", "day", "tier"] = Query(default="task"),
 ) -> dict[str, Any]:
-    ledger = state(request).extras.get("ledger")
-    if ledger is None:
+    who = caller(request)
+    app_state = state(request)
+    if app_state.extras.get("ledger") is None:
         raise NotFound("the usage ledger is disabled (triage.ledger.enabled)", code="no_ledger")
     try:
         start = parse_since(since, now=time.time()) if since else None
     except ValueError as exc:
         raise BadRequest(str(exc), param="since") from None
-    report: dict[str, Any] = summarize(ledger.rows(start), by=by).to_json()
-    return report
+    path = app_state.extras["ledger_path"]
+    key_id = None if who.key is None else who.key.id
+    async with app_state.extras["usage_lock"]:
+        report = await asyncio.to_thread(usage_report, path, by=by, since=start, key_id=key_id)
+    result: dict[str, Any] = report.to_json()
+    return result

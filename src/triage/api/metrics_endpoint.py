@@ -1,4 +1,9 @@
-"""GET /metrics: Prometheus text, aggregated across workers in multiprocess mode."""
+"""GET /metrics: Prometheus text, aggregated across workers in multiprocess mode.
+
+Takes the admin key when one is configured (Prometheus sends it with `authorization:
+credentials`); with client keys but no admin key it is refused (403). `server.metrics_public:
+true` opens it for scrapers that cannot send a key (no label holds a secret or a client string).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ router = APIRouter()
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     app_state = state(request)
-    app_state.runtime.guard.authenticate_admin(request.headers.get("authorization"))
+    if not app_state.config.server.metrics_public:
+        app_state.runtime.guard.authenticate_admin(request.headers.get("authorization"))
     _refresh_gauges(app_state.runtime, app_state.shared.metrics)
     multiproc_dir = app_state.extras.get("multiproc_dir")
     if multiproc_dir and os.path.isdir(multiproc_dir):

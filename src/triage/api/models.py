@@ -1,4 +1,5 @@
-"""GET /v1/models and /v1/models/{id}: every model group and alias."""
+"""GET /v1/models and /v1/models/{id}: the model groups and aliases the caller may use (every
+one for the admin key or on a keyless server; a client key's `models` allow-list otherwise)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from triage.api.callers import caller, visible_models
 from triage.api.deps import state
 from triage.errors import NotFound
 
@@ -13,9 +15,11 @@ router = APIRouter()
 
 
 def _entries(request: Request) -> dict[str, dict[str, Any]]:
+    key = caller(request).key
     app_state = state(request)
     created = int(app_state.extras["started_at"])
-    names = list(app_state.config.triage.aliases) + list(app_state.config.groups)
+    config = app_state.config
+    names = visible_models([*config.triage.aliases, *config.groups], key)
     return {
         name: {"id": name, "object": "model", "created": created, "owned_by": "triage"}
         for name in names

@@ -1,0 +1,108 @@
+"""Usage aggregated inside the ledger's SQLite file: the same `Report` as `report.summarize`,
+computed with GROUP BY on a read-only connection of its own.
+
+Owns the report queries. They never load the rows into Python (a ledger of millions of rows
+costs a few scans in SQLite's C code) and they never touch the serving ledger's connection,
+whose lock the request path takes; a server runs them in a thread, off the event loop.
+
+Money stays exact: SQLite would add the TEXT amounts as binary floats, so each group's amounts
+come back as (amount, count) pairs and are summed as `Decimal` here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from triage.report import DIMENSIONS, TOTAL_LABEL, Dimension, GroupStats, Report
+
+_GROUP_EXPR: dict[Dimension, str] = {
+    "task": "task",
+    "route": "route",
+    "deployment": "deployment",
+    "tier": "tier",
+    "day": "date(ts, 'unixepoch')",  # the UTC calendar day, as report._day
+}
+_COUNTS = (
+    "SELECT {g} AS g, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), "
+    "SUM(completion_tokens) FROM usage WHERE {where} GROUP BY g"
+)
+_AMOUNTS = "SELECT {g} AS g, {col}, COUNT(*) FROM usage WHERE {where} GROUP BY g, {col}"
+# The median of each group's successful latencies: the middle row, or the mean of the two.
+_MEDIAN = (
+    "SELECT g, AVG(latency_s) FROM (SELECT {g} AS g, latency_s, "
+    "ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY latency_s) AS rn, "
+    "COUNT(*) OVER (PARTITION BY {g}) AS n FROM usage WHERE {where} AND status < 400) "
+    "WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY g"
+)
+
+
+@contextmanager
+def _reader(path: str | Path) -> Iterator[sqlite3.Connection]:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
+        yield conn
+
+
+def usage_report(
+    path: str | Path,
+    *,
+    by: Dimension,
+    since: float | None = None,
+    key_id: str | None = None,
+) -> Report:
+    """The report over the ledger at `path`: rows with `ts >= since`, only `key_id`'s when
+    given (every key's, and keyless requests, when None)."""
+    if by not in _GROUP_EXPR:
+        raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(DIMENSIONS)}")
+    where = "ts >= ?" + (" AND key_id = ?" if key_id is not None else "")
+    params: tuple[Any, ...] = (float("-inf") if since is None else since,)
+    if key_id is not None:
+        params += (key_id,)
+    with _reader(path) as conn:
+        groups = _figures(conn, _GROUP_EXPR[by], where, params)
+        total = _figures(conn, "''", where, params).get("", _empty(TOTAL_LABEL))
+    stats = tuple(groups[name] for name in sorted(groups))
+    return Report(by=by, groups=stats, total=replace(total, group=TOTAL_LABEL))
+
+
+def _figures(
+    conn: sqlite3.Connection, group: str, where: str, params: tuple[Any, ...]
+) -> dict[str, GroupStats]:
+    def run(sql: str, **names: str) -> list[Any]:
+        return conn.execute(sql.format(g=group, where=where, **names), params).fetchall()
+
+    costs = _sums(run(_AMOUNTS, col="cost_usd"))
+    would_be = _sums(run(_AMOUNTS, col="counterfactual_usd"))
+    medians = {str(g): float(m) for g, m in run(_MEDIAN)}
+    out: dict[str, GroupStats] = {}
+    for g, requests, errors, prompt, completion in run(_COUNTS):
+        name = str(g)
+        out[name] = GroupStats(
+            group=name,
+            requests=int(requests),
+            errors=int(errors or 0),
+            prompt_tokens=int(prompt or 0),
+            completion_tokens=int(completion or 0),
+            cost_usd=costs.get(name, Decimal(0)),
+            counterfactual_usd=would_be.get(name, Decimal(0)),
+            p50_latency_s=medians.get(name),
+        )
+    return out
+
+
+def _sums(rows: list[Any]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for g, amount, count in rows:
+        name = str(g)
+        out[name] = out.get(name, Decimal(0)) + Decimal(amount) * count
+    return out
+
+
+def _empty(name: str) -> GroupStats:
+    return GroupStats(name, 0, 0, 0, 0, Decimal(0), Decimal(0), None)

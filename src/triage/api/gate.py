@@ -11,7 +11,8 @@ A web page cannot read a cross-origin answer, but it can *send* "simple" request
 - it carries an `Origin` that is neither in `server.cors_origins` nor the request's own origin,
   or `Sec-Fetch-Site: cross-site` without such an origin: 403 `cross_origin_refused`;
 - it is a POST whose `Content-Type` is set and is not JSON (`application/json`,
-  `application/*+json`, any parameters): 415 `unsupported_media_type`.
+  `application/*+json`, any parameters): 415 `unsupported_media_type`. A POST without one is
+  read as JSON (no browser sends a body that way without an `Origin`).
 
 Clients that are not browsers send no `Origin`; the openai SDK sends `application/json`.
 
@@ -181,7 +182,7 @@ class Gate:
             return _WRONG_HOST
         if (origin is not None or site == b"cross-site") and not self._origin_allowed(origin, host):
             return _CROSS_ORIGIN
-        if content_type is not None and scope["method"] == "POST" and not is_json(content_type):
+        if content_type and scope["method"] == "POST" and not is_json(content_type):
             return _NOT_JSON
         return None
 

@@ -41,8 +41,19 @@ def _common(
         "id": str(body.get("id") or f"{prefix}-{uuid.uuid4().hex}"),
         "object": obj,
         "created": int(created),
-        "model": str(body.get("model") or deployment.litellm_params.model_name),
+        "model": model_of(body, deployment),
     }
+
+
+def model_of(body: Mapping[str, Any], deployment: Deployment) -> str:
+    """The model as the upstream names it, as the native lane relays it. litellm answers some
+    providers (Ollama) with the configured `provider/model` string instead, in non-stream
+    answers only: that is the upstream's name with litellm's routing prefix, which goes."""
+    params = deployment.litellm_params
+    model = body.get("model")
+    if not model or model == params.model:
+        return params.model_name
+    return str(model)
 
 
 def _finish(value: Any, default: str | None) -> str | None:
@@ -159,7 +170,7 @@ def embedding_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str
     return {
         "object": "list",
         "data": data,
-        "model": str(body.get("model") or deployment.litellm_params.model_name),
+        "model": model_of(body, deployment),
         "usage": {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["prompt_tokens"]},
     }
 
@@ -229,6 +240,9 @@ class StreamNormalizer:
     - A usage-only chunk (no choices, or only empty ones, as litellm makes them) is the usage
       chunk: passed on with `choices: []` when the client asked for usage, dropped otherwise.
     - Empty chunks after the first carry nothing and are dropped.
+    - Every chunk carries the first chunk's `id` and `model` (litellm's Ollama stream makes a
+      new id per chunk); a raw chunk that differs from them is rebuilt. A rebuilt first chunk's
+      id gets OpenAI's prefix, as litellm's non-stream answers have it.
     """
 
     def __init__(self, deployment: Deployment, *, keep_usage: bool) -> None:
@@ -239,6 +253,8 @@ class StreamNormalizer:
         self._count = 0
         self._last: Mapping[str, Any] | None = None
         self._shape: TextShape | None = None  # of the last raw-relayed text delta
+        self._id: str | None = None  # the stream's, and its model's name: the first chunk's
+        self._model = ""
 
     def relay_like_last(self, raw: bytes) -> tuple[bytes, int] | None:
         """What to send for a chunk whose bytes are the last raw-relayed text delta's with only
@@ -260,7 +276,11 @@ class StreamNormalizer:
         Its upstream bytes when they can go as they are (rawchunk.py), else the rebuilt chunk.
         """
         if raw is not None:
-            kept = trimmed(raw, chunk, self.keep_usage) if passable(chunk) else None
+            kept = (
+                trimmed(raw, chunk, self.keep_usage)
+                if passable(chunk) and self._same_stream(chunk)
+                else None
+            )
             if kept is not None:
                 chars, busy = 0, False
                 choices = chunk["choices"]
@@ -281,7 +301,22 @@ class StreamNormalizer:
                 return self._relayed(chunk, kept), chars
         return self(chunk), text_chars(chunk)
 
+    def _same_stream(self, chunk: Mapping[str, Any]) -> bool:
+        """Whether a raw chunk (a `passable` one) has the stream's id and model (or is the
+        first, which sets them once it goes out: `_relayed`)."""
+        return self._id is None or (chunk["id"] == self._id and chunk["model"] == self._model)
+
+    def _stamp(self, out: dict[str, Any]) -> None:
+        if self._id is None:
+            prefix = "cmpl-" if out["object"] == "text_completion" else "chatcmpl-"
+            ident = out["id"]
+            self._id = ident if ident.startswith(prefix) else prefix + ident
+            self._model = out["model"]
+        out["id"], out["model"] = self._id, self._model
+
     def _relayed(self, chunk: dict[str, Any], out: bytes) -> bytes:
+        if self._id is None:
+            self._id, self._model = chunk["id"], chunk["model"]
         self._count += 1
         self._last = chunk
         return out
@@ -299,6 +334,7 @@ class StreamNormalizer:
         if empty and self._count and not any(_mapping(c.get("delta")).get("role") for c in choices):
             return None
         out = normalize_chunk(chunk, self.deployment, keep_usage=self.keep_usage)
+        self._stamp(out)
         self._dedupe_tool_calls(out)
         self.usage_sent = self.usage_sent or "usage" in out
         self._count += 1
@@ -311,6 +347,7 @@ class StreamNormalizer:
         """A final `choices: []` chunk carrying usage (the backend's, or Triage's own count)."""
         base = like or self._last or {}
         out = _common(base, self.deployment, "chat.completion.chunk", "chatcmpl")
+        self._stamp(out)
         out["choices"] = []
         out["usage"] = _usage(usage) or {
             "prompt_tokens": 0,

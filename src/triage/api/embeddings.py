@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from triage.api.deps import meta, parse, state
 from triage.api.render import FastJSONResponse
+from triage.embedding_encoding import with_encoding
 from triage.protocol import EmbeddingRequest
 from triage.service import Answer
 
@@ -16,6 +17,7 @@ async def embeddings(request: Request) -> Response:
     body = await parse(request, EmbeddingRequest)
     answer = await state(request).service.handle("embedding", body, meta(request))
     assert isinstance(answer, Answer)  # embeddings never stream
+    with_encoding(answer.body, body.encoding_format)  # whatever the backend answered
     return FastJSONResponse(answer.body, headers=answer.headers)
 
 

@@ -102,6 +102,9 @@ def _route_refs(triage: Mapping[str, Any], groups: set[str]) -> list[Problem]:
         problems += _groups_exist(f"triage.routes.{task}", route, groups)
     escalate = _map(triage.get("escalate"))
     problems += _groups_exist("triage.escalate.route", escalate.get("route"), groups)
+    embedding = triage.get("embedding_route")
+    if embedding is not None and embedding not in groups:
+        problems.append(("triage.embedding_route", f'unknown model group "{embedding}"'))
     for key in ("examples", "tiers"):
         problems += [
             (f"triage.{key}.{task}", f'unknown task "{task}"')

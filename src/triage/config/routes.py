@@ -57,8 +57,26 @@ class SensitiveSettings(BaseModel):
 
     enabled: bool = True
     detectors: list[
-        Literal["email", "phone", "card", "iban", "national_id", "api_key", "private_key"]
-    ] = ["email", "phone", "card", "iban", "national_id", "api_key", "private_key"]
+        Literal[
+            "email",
+            "phone",
+            "card",
+            "iban",
+            "national_id",
+            "api_key",
+            "private_key",
+            "unreadable_token_ids",
+        ]
+    ] = [
+        "email",
+        "phone",
+        "card",
+        "iban",
+        "national_id",
+        "api_key",
+        "private_key",
+        "unreadable_token_ids",
+    ]
     patterns: dict[str, str] = {}
 
     @field_validator("patterns")
@@ -90,6 +108,8 @@ class TriageSettings(BaseModel):
     connect_timeout: PositiveFloat = 5.0
     first_token_timeout: PositiveFloat | None = None
     lane: Literal["auto", "native", "litellm"] = "auto"
+    # The model group that serves /v1/embeddings under an alias (embeddings are not classified).
+    embedding_route: str | None = None
     savings: Savings = Savings()
     ledger: LedgerSettings = LedgerSettings()
     sensitive: SensitiveSettings = SensitiveSettings()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from triage.config.schema import Config, Deployment
 from triage.engine.base import Batch, Call, Reply, Timeouts
+from triage.engine.forced_tool import ForcedStream, ForcedTool, forced_tool
+from triage.engine.native_errors import ErrorInfo, sanitize
 from triage.engine.payload import upstream_body
 from triage.errors import (
     BadRequest,
@@ -33,6 +36,7 @@ from triage.errors import (
 from triage.wire import dumps
 
 HttpClient = Literal["aiohttp", "httpx"]
+_URL_USER = re.compile(r"//[^/\s@]*@")  # user:password in a URL
 
 
 def _import_litellm(http_client: HttpClient) -> Any:
@@ -70,7 +74,8 @@ class LiteLLMLane:
 
     async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply:
         router = self._get_router()
-        kwargs = self._kwargs(deployment, call, timeouts)
+        forced = forced_tool(deployment, call)
+        kwargs = self._kwargs(deployment, call, timeouts, forced)
         try:
             if call.kind == "chat":
                 response = await router.acompletion(**kwargs)
@@ -84,13 +89,14 @@ class LiteLLMLane:
         # litellm has read the whole answer by now (its HTTP clients cannot be bounded from
         # here): what can be done is to refuse relaying it, as the native lane would.
         _check_size(body, self._config.server.max_response_bytes, deployment, "an answer")
-        return Reply(body=body)
+        return Reply(body=forced.reply(body) if forced else body)
 
     async def open_stream(
         self, deployment: Deployment, call: Call, timeouts: Timeouts
     ) -> _LiteLLMStream:
         router = self._get_router()
-        kwargs = self._kwargs(deployment, call, timeouts)
+        forced = forced_tool(deployment, call)
+        kwargs = self._kwargs(deployment, call, timeouts, forced)
         try:
             if call.kind == "chat":
                 response = await router.acompletion(**kwargs)
@@ -98,7 +104,7 @@ class LiteLLMLane:
                 response = await router.atext_completion(**kwargs)
         except Exception as exc:
             raise self.map_error(exc, deployment) from None
-        return _LiteLLMStream(response, self, deployment)
+        return _LiteLLMStream(response, self, deployment, forced.stream() if forced else None)
 
     async def probe(self, deployment: Deployment, timeout: float) -> bool:
         raise NotImplementedError  # probes are lane-independent (engine/probe.py)
@@ -106,8 +112,12 @@ class LiteLLMLane:
     async def close(self) -> None:
         self._router = None
 
-    def _kwargs(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> dict[str, Any]:
+    def _kwargs(
+        self, deployment: Deployment, call: Call, timeouts: Timeouts, forced: ForcedTool | None
+    ) -> dict[str, Any]:
         kwargs = upstream_body(deployment, call)
+        if forced is not None:
+            kwargs = forced.rewrite(kwargs)
         kwargs["model"] = deployment.id
         kwargs["timeout"] = timeouts.total
         kwargs["num_retries"] = 0
@@ -122,8 +132,15 @@ class LiteLLMLane:
 class _LiteLLMStream:
     """Adapts litellm's stream wrapper to plain OpenAI chunk dicts, mapping its errors."""
 
-    def __init__(self, response: Any, lane: LiteLLMLane, deployment: Deployment) -> None:
+    def __init__(
+        self,
+        response: Any,
+        lane: LiteLLMLane,
+        deployment: Deployment,
+        forced: ForcedStream | None = None,
+    ) -> None:
         self._response = response
+        self._forced = forced
         self._lane = lane
         self._deployment = deployment
 
@@ -133,7 +150,7 @@ class _LiteLLMStream:
             async for chunk in self._response:
                 body: dict[str, Any] = chunk.model_dump(exclude_none=False)
                 _check_size(body, limit, self._deployment, "a stream chunk")
-                yield Batch([body])
+                yield Batch([body if self._forced is None else self._forced(body)])
         except Exception as exc:
             raise self._lane.map_error(exc, self._deployment) from None
 
@@ -218,11 +235,17 @@ def _map_known(ex: Any, exc: BaseException, deployment: Deployment) -> TriageErr
     if isinstance(exc, ex.AuthenticationError | ex.PermissionDeniedError | ex.NotFoundError):
         return UpstreamRejected(f"{where} rejected the call (HTTP {status}): check its config")
     if isinstance(exc, ex.BadRequestError | ex.UnprocessableEntityError):
-        return BadRequest(f"{where} rejected the request: {_first_line(exc)}")
+        return BadRequest(f"{where} rejected the request{_upstream_says(exc, deployment)}")
     return UpstreamError(f"{where} failed (HTTP {status or 'error'})")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", exc)).removeprefix("litellm.")
-    line = text.splitlines()[0] if text else "bad request"
-    return line[:200]
+def _upstream_says(exc: BaseException, deployment: Deployment) -> str:
+    """The upstream's own error message, when litellm kept its parsed error document; never
+    litellm's exception text, which wraps it in internal names, hints and cut-off bodies (and
+    is the same text for a provider it cannot route as for a real upstream 400)."""
+    info = ErrorInfo.parse({"error": getattr(exc, "body", None)})
+    if not info.message:
+        return f" (HTTP {getattr(exc, 'status_code', None) or 400})"
+    key = deployment.litellm_params.api_key
+    line = sanitize(info.message, key.get_secret_value() if key else None)
+    return ": " + _URL_USER.sub("//***@", line)

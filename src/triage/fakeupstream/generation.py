@@ -123,8 +123,10 @@ def generate(spec: Spec) -> Generation:
     count = spec.length if spec.cap is None else max(0, min(spec.length, spec.cap))
     finish = "length" if spec.cap is not None and spec.cap < spec.length else "stop"
     words = reply_words(spec.model, spec.prompt, count, spec.offset)
-    if spec.schema is not None and spec.schema.get("properties"):
-        tokens = pieces(json.dumps(fake_object(spec.schema, hint_words(spec.prompt))))
+    if spec.schema is not None and spec.schema:
+        # A JSON value matching the schema, as real servers' constrained decoding makes one.
+        value = fake_value(spec.schema, hint_words(spec.prompt), spec.schema)
+        tokens = pieces(json.dumps(value))
     elif spec.json_mode:
         tokens = json_tokens(words)
     else:
@@ -173,31 +175,60 @@ def hint_words(prompt: str) -> list[str]:
     return _WORD.findall(prompt) or ["fake"]
 
 
-def fake_object(schema: Mapping[str, Any], words: Sequence[str]) -> dict[str, Any]:
+def fake_object(
+    schema: Mapping[str, Any], words: Sequence[str], root: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """An object satisfying a (simple) JSON schema, with strings taken from `words`."""
     props = schema.get("properties")
     if not isinstance(props, Mapping):
         return {}
-    return {name: fake_value(sub, words) for name, sub in props.items()}
+    return {name: fake_value(sub, words, root or schema) for name, sub in props.items()}
 
 
-def fake_value(schema: Any, words: Sequence[str]) -> Any:
-    if not isinstance(schema, Mapping):
+def fake_value(  # noqa: C901 - one branch per JSON-schema keyword
+    schema: Any, words: Sequence[str], root: Mapping[str, Any] | None = None, depth: int = 0
+) -> Any:
+    """A value satisfying `schema`: `$ref` into `$defs` (as pydantic writes nested models),
+    `anyOf`/`oneOf` (their first branch), `const`, `enum` and the basic types."""
+    if not isinstance(schema, Mapping) or depth > 16:
         return words[-1] if words else "fake"
+    root = root or schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return fake_value(_resolve(root, ref), words, root, depth + 1)
+    for key in ("anyOf", "oneOf", "allOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            usable = [
+                b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")
+            ]
+            return fake_value((usable or branches)[0], words, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
-    kind = schema.get("type", "string")
+    kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     simple = {"integer": 1, "number": 1.5, "boolean": True, "null": None}
     if kind in simple:
         return simple[kind]
     if kind == "array":
-        return [fake_value(schema.get("items"), words)]
+        return [fake_value(schema.get("items"), words, root, depth + 1)]
     if kind == "object":
-        return fake_object(schema, words)
+        props = schema.get("properties")
+        props = props if isinstance(props, Mapping) else {}
+        return {n: fake_value(sub, words, root, depth + 1) for n, sub in props.items()}
     capitalised = [w for w in words[1:] if w[:1].isupper()]
     return (capitalised or list(words) or ["fake"])[-1]
+
+
+def _resolve(root: Mapping[str, Any], ref: str) -> Any:
+    """A local `#/...` reference; anything else resolves to nothing (a string)."""
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else ["\0"]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
 
 
 def tool_specs(tools: Any) -> list[tuple[str, Mapping[str, Any]]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from triage.access.guard import Guard, limited
 from triage.access.reserve import prompt_chars, worst_case
+from triage.access.sensitive import Detector
 from triage.accounting import Accountant, Record, usage_from
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
@@ -37,7 +38,6 @@ from triage.protocol import (
     forwarded,
 )
 from triage.relay import Tally, convert, counted_usage, stream_usage
-from triage.sensitive import Detector
 from triage.state.limits import Reservation
 
 FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
@@ -153,7 +153,7 @@ class Service:
         """The plan and the body that would go upstream, sensitive routing applied."""
         plan = self.route(request, meta, key)
         body = forwarded(request, FIELDS[kind])
-        found = self._sensitive(request)
+        found = await self._sensitive(body)
         if found:
             plan = replace(plan, local_only=True, sensitive=found)
         elif key is not None and key.data_policy == "local_only":
@@ -181,25 +181,12 @@ class Service:
             reservation = self.guard.reserve(self.guard.ask(key, tokens, cost))
         return plan, key, body, reservation
 
-    def _sensitive(self, request: Request) -> tuple[str, ...]:
-        """Which detectors fire on the request (all turns, tool results and arguments)."""
+    async def _sensitive(self, body: dict[str, Any]) -> tuple[str, ...]:
+        """Which detectors fire on the body that would go upstream: every string in it,
+        whatever its field (large bodies are scanned off the event loop)."""
         if self.detector is None:
             return ()
-        if isinstance(request, ChatCompletionRequest):
-            # Only what the detector reads (sensitive._message_texts); model_dump costs more.
-            messages = [
-                {
-                    "content": m.content,
-                    "tool_calls": m.tool_calls,
-                    "function_call": (m.model_extra or {}).get("function_call"),
-                }
-                for m in request.messages
-            ]
-            findings = self.detector.scan_messages(messages)
-        else:
-            value = request.prompt if isinstance(request, CompletionRequest) else request.input
-            texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
-            findings = self.detector.scan_text("\n\n".join(texts))
+        findings = await self.detector.scan_body_async(body)
         for finding in findings:
             self.metrics.sensitive.labels(finding.detector).inc()
         return tuple(f.detector for f in findings)

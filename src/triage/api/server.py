@@ -99,7 +99,8 @@ class BoundedProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.bounds = bounds
         self._awaiting_headers = True
-        self._header_bytes = 0
+        self._received = 0  # bytes received since the request began, while its headers are due
+        self._header_bytes = 0  # the request line and headers parsed so far
         self._header_count = 0
         self._timer: asyncio.TimerHandle | None = None
         self._refusal: TriageError | None = None
@@ -119,7 +120,7 @@ class BoundedProtocol(HttpToolsProtocol):
             return  # refused or timed out: what still arrives is not read
         self._unset_keepalive_if_required()
         if self._awaiting_headers:
-            self._header_bytes += len(data)
+            self._received += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -135,7 +136,9 @@ class BoundedProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
             return
-        if self._awaiting_headers and self._header_bytes > self.bounds.max_header_bytes:
+        # httptools keeps an unfinished header to itself: while the headers are still due, what
+        # was received is what it holds.
+        if self._awaiting_headers and self._received > self.bounds.max_header_bytes:
             self._refuse(HeadersTooLarge(self._too_large()))
 
     # Parser callbacks
@@ -145,17 +148,22 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._timer is None:  # a later request on a kept-alive connection
             self._arm(self.bounds.header_timeout, self._headers_late)
 
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
         if self._header_count > self.bounds.max_headers:
             self._stop(HeadersTooLarge(f"more than {self.bounds.max_headers} request headers"))
+        if self._header_bytes > self.bounds.max_header_bytes:
+            self._stop(HeadersTooLarge(self._too_large()))
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm()
         self._awaiting_headers = False
-        if self._header_bytes > self.bounds.max_header_bytes:
-            self._stop(HeadersTooLarge(self._too_large()))
         if self._over_cap:
             self._stop(
                 ServerBusy(
@@ -169,7 +177,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         self._awaiting_headers = True
-        self._header_bytes = self._header_count = 0
+        self._received = self._header_bytes = self._header_count = 0
         super().on_message_complete()
 
     # Refusals
@@ -190,7 +198,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._timer = None
-        if self._header_bytes == 0 and self.cycle is None:
+        if self._received == 0 and self.cycle is None:
             self._close()  # connected and never spoke: nothing to answer
         else:
             self._refuse(RequestTimeout(f"request headers took over {self._seconds('header')}"))

@@ -18,7 +18,7 @@ from typing import Any
 
 from timing import report, time_calls  # bench/timing.py: this script's folder is on sys.path
 
-from triage.sensitive import Detector
+from triage.access.sensitive import Detector
 
 PROSE = (
     "the council approved a budget for the new harbour bridge after months of debate about "

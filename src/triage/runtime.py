@@ -23,7 +23,7 @@ from triage.ledger import Ledger
 from triage.metering import PriceBook
 from triage.metrics import Metrics
 from triage.policy import alias_groups
-from triage.sensitive import Detector
+from triage.access.sensitive import Detector
 from triage.service import Service
 from triage.state import BreakerSettings, LimitStore, MemoryLimits, MemoryStore, Store
 from triage.state.sqlite import SqliteLimits

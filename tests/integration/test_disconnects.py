@@ -92,13 +92,15 @@ def test_a_non_stream_client_that_leaves_cancels_the_upstream_call(
 def test_an_embeddings_client_that_leaves_cancels_the_upstream_call(
     fake: FakeUpstreamThread, tmp_path: Path
 ) -> None:
-    fake.configure(latency_ms=30_000)
     ledger = tmp_path / "l.db"
+    body = {"model": "e", "input": "hello"}
     with gateway(fake, ledger) as url:
-        leave_early(url, "/v1/embeddings", {"model": "e", "input": "hello"})
+        assert httpx.post(url + "/v1/embeddings", json=body, timeout=30).status_code == 200
+        fake.configure(latency_ms=30_000)
+        leave_early(url, "/v1/embeddings", body)
         assert wait_for(lambda: fake.stats()["cancelled"] == 1), fake.stats()
-        assert wait_for(lambda: len(rows(ledger)) == 1)
-    [row] = rows(ledger)
+        assert wait_for(lambda: len(rows(ledger)) == 2)
+    row = rows(ledger)[1]
     assert (row.status, row.error, row.deployment) == (499, "client_disconnected", "e-1")
 
 

@@ -18,7 +18,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from triage import __version__
-from triage.api import admin, chat, embeddings, errors, health, insight, metrics_endpoint, models
+from triage.api import (
+    admin,
+    chat,
+    embeddings,
+    errors,
+    health,
+    insight,
+    metrics_endpoint,
+    models,
+    responses,
+)
 from triage.api.deps import AppState
 from triage.api.gate import Gate, allowed_hosts
 from triage.api.health import ProbeCache
@@ -78,6 +88,7 @@ def create_app(
             "ledger_path": config.triage.ledger.path,
             "probes": ProbeCache(probe_client),
             "usage_lock": asyncio.Lock(),
+            responses.STORE: responses.responses_store(config, wall_clock),
         },
         bind_host=bind_host,
     )
@@ -90,6 +101,7 @@ def create_app(
         await app_state.close()
         if ledger is not None:
             ledger.close()
+        app_state.extras[responses.STORE].close()
 
     app = FastAPI(
         title="Triage", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
@@ -116,7 +128,7 @@ def create_app(
     )
     errors.install(app)
     install_openapi(app)
-    app.router.routes.extend([*chat.routes, *embeddings.routes])
+    app.router.routes.extend([*chat.routes, *embeddings.routes, *responses.routes])
     for module in (models, health, metrics_endpoint, insight, admin):
         app.include_router(module.router)
     return app

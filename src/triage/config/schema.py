@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from triage.config.auth import AuthSettings
+from triage.config.responses import ResponsesSettings
 from triage.config.routes import TriageSettings
 
 Strict = ConfigDict(extra="forbid", frozen=True)
@@ -209,6 +210,7 @@ class Config(BaseModel):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     state: StateSettings = StateSettings()
+    responses: ResponsesSettings = ResponsesSettings()
 
     @model_validator(mode="before")
     @classmethod

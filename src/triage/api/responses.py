@@ -1,0 +1,210 @@
+"""The Responses API: `POST /v1/responses` (JSON and SSE) and the stored responses
+(`GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`, `DELETE /v1/responses/{id}`).
+
+A Responses request is translated to a chat request (protocols/responses.py) and handed to the
+same pipeline as `/v1/chat/completions`; its answer or stream is translated back. Plain Starlette
+routes like api/chat.py, for the same reasons. Stored responses belong to the key that made
+them: another key gets a 404, as for a response that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from triage.api.callers import caller
+from triage.api.deps import AppState, meta, parse, state
+from triage.api.disconnect import gone, unless_gone
+from triage.api.errors import validation_error
+from triage.api.render import FastJSONResponse
+from triage.api.sse import EventStream
+from triage.config.schema import Config
+from triage.errors import BadRequest, NotFound, TriageError
+from triage.protocol import ChatCompletionRequest
+from triage.protocols.responses import Item, ResponsesRequest, to_chat
+from triage.protocols.responses_output import Draft, from_chat, stored_input_items
+from triage.protocols.responses_stream import Event, ResponseEvents
+from triage.service import StreamAnswer
+from triage.state.responses import ResponseStore, SqliteResponses, StoredResponse, history
+from triage.wire import dumps, loads
+
+STORE = "responses_store"
+
+
+def responses_store(config: Config, wall_clock: Callable[[], float]) -> SqliteResponses:
+    """The store for `config` (opened on first use): `responses.path`, or beside the ledger."""
+    settings = config.responses
+    path = settings.path or str(Path(config.triage.ledger.path).with_name("triage-responses.db"))
+    return SqliteResponses(path, settings.store_ttl, wall_clock)
+
+
+def _store(app: AppState) -> ResponseStore:
+    store: ResponseStore = app.extras[STORE]
+    return store
+
+
+async def create_response(request: Request) -> Response:
+    try:
+        body = await parse(request, ResponsesRequest)
+    except ClientDisconnect:
+        return gone()
+    app = state(request)
+    request_meta = meta(request)
+    key = app.service.guard.authenticate(request_meta.authorization)
+    owner = key.id if key is not None else ""
+    chat = _chat_request(body, _prior(app, body, owner))
+    draft = Draft(
+        body,
+        created_at=int(app.shared.wall_clock()),
+        stored=body.stores and app.config.responses.store,
+    )
+    save = _saver(app, draft, owner)
+    answer = await unless_gone(request, app.service.handle("chat", chat, request_meta))
+    if answer is None:
+        return gone()
+    if isinstance(answer, StreamAnswer):
+        frames = _frames(answer, ResponseEvents(draft), save)
+        return EventStream(frames, {**answer.headers, "cache-control": "no-cache"})
+    result = from_chat(draft, answer.body)
+    save(result)
+    return FastJSONResponse(result, headers=answer.headers)
+
+
+def _prior(app: AppState, body: ResponsesRequest, owner: str) -> list[Item]:
+    """The stored conversation `previous_response_id` continues."""
+    previous = body.previous_response_id
+    if previous is None:
+        return []
+    if not app.config.responses.store:
+        raise BadRequest(
+            "previous_response_id needs stored responses, and this server has "
+            "`responses.store: false`; send the whole conversation as `input` instead",
+            param="previous_response_id",
+        )
+    items = history(_store(app), previous, owner, app.config.server.max_messages)
+    if items is None:
+        raise BadRequest(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return items
+
+
+def _chat_request(body: ResponsesRequest, prior: list[Item]) -> ChatCompletionRequest:
+    chat = to_chat(body, prior)
+    if not chat["messages"]:
+        raise BadRequest("`input` is required (or `previous_response_id`)", param="input")
+    try:
+        return ChatCompletionRequest.model_validate(chat)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def _saver(app: AppState, draft: Draft, owner: str) -> Callable[[Item], None]:
+    """Stores the finished response (with this turn's input items) when it is to be kept."""
+    items = stored_input_items(draft.request)
+    previous = draft.request.previous_response_id
+
+    def save(response: Item) -> None:
+        if draft.stored:
+            _store(app).put(StoredResponse(draft.id, owner, previous, response, items))
+
+    return save
+
+
+async def _frames(
+    answer: StreamAnswer, events: ResponseEvents, save: Callable[[Item], None]
+) -> AsyncGenerator[bytes, None]:
+    """The chat stream as Responses events; a failure after the start is `response.failed`."""
+    chunks = answer.chunks
+    try:
+        yield _encode(events.start())
+        try:
+            async for batch in chunks:
+                out: list[Event] = []
+                for chunk in batch:
+                    out += events.feed(chunk if isinstance(chunk, dict) else loads(chunk))
+                if out:
+                    yield _encode(out)
+        except TriageError as err:
+            yield _encode(events.fail(err))
+            return
+        closing = events.finish()
+        if events.final is not None:
+            save(events.final)
+        yield _encode(closing)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _encode(events: list[Event]) -> bytes:
+    return b"".join(
+        b"event: " + event["type"].encode() + b"\ndata: " + dumps(event) + b"\n\n"
+        for event in events
+    )
+
+
+def _find(request: Request) -> tuple[ResponseStore, str, StoredResponse]:
+    key = caller(request).key
+    owner = key.id if key is not None else ""
+    response_id = str(request.path_params["response_id"])
+    store = _store(state(request))
+    stored = store.get(response_id, owner)
+    if stored is None:
+        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+    return store, owner, stored
+
+
+async def get_response(request: Request) -> Response:
+    return FastJSONResponse(_find(request)[2].response)
+
+
+async def delete_response(request: Request) -> Response:
+    store, owner, stored = _find(request)
+    store.delete(stored.id, owner)
+    return FastJSONResponse({"id": stored.id, "object": "response", "deleted": True})
+
+
+async def list_input_items(request: Request) -> Response:
+    items = _find(request)[2].input_items
+    limit, order, after = _page_params(request)
+    if order == "desc":
+        items = items[::-1]
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    body: dict[str, Any] = {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else "",
+        "last_id": page[-1]["id"] if page else "",
+        "has_more": len(items) > limit,
+    }
+    return FastJSONResponse(body)
+
+
+def _page_params(request: Request) -> tuple[int, str, str | None]:
+    query = request.query_params
+    raw = query.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise BadRequest("limit must be an integer from 1 to 100", param="limit")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be `asc` or `desc`", param="order")
+    return int(raw), order, query.get("after")
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+]

@@ -29,7 +29,7 @@ class ResponsesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[Item] | None = None
+    input: str | list[Any] | None = None  # items are checked one by one, naming the index
     instructions: str | None = None
     tools: list[Item] | None = None
     tool_choice: str | Item | None = None

@@ -36,7 +36,7 @@ def response_object(
 ) -> Item:
     """A Response (the spec's required fields all present) in the given state."""
     request = draft.request
-    return {
+    body: Item = {
         "id": draft.id,
         "object": "response",
         "created_at": draft.created_at,
@@ -58,10 +58,14 @@ def response_object(
         "tools": [_tool_echo(t) for t in request.tools or []],
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": request.truncation or "disabled",
-        "usage": usage,
-        "user": request.user,
         "metadata": request.metadata or {},
     }
+    if usage is not None:
+        body["usage"] = usage
+    for name in ("user", "prompt_cache_key"):  # strings when present: never null
+        if getattr(request, name) is not None:
+            body[name] = getattr(request, name)
+    return body
 
 
 def _tool_echo(tool: Item) -> Item:

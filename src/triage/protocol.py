@@ -2,7 +2,9 @@
 
 Request models accept unknown OpenAI fields (clients send new ones all the time) but only the
 fields on `CHAT_FIELDS` / `COMPLETION_FIELDS` / `EMBEDDING_FIELDS` ever leave Triage: a client
-body carrying `api_base`, `api_key` or `mock_response` must never steer the upstream call.
+body carrying `api_base`, `api_key` or `mock_response` must never steer the upstream call. The
+same holds one level down: inside each message, content part, tool call and `stream_options`
+only the keys the OpenAI spec documents are forwarded (`MESSAGE_FIELDS` and its siblings).
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ COMPLETION_FIELDS = frozenset(
     }
 )
 EMBEDDING_FIELDS = frozenset({"input", "dimensions", "encoding_format", "user"})
+# Inside the fields above, as the OpenAI spec documents them (every message role together).
+MESSAGE_FIELDS = frozenset(
+    {"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal", "audio"}
+)
+CONTENT_PART_FIELDS = frozenset(
+    {"type", "text", "image_url", "input_audio", "file", "refusal", "prompt_cache_breakpoint"}
+)
+TOOL_CALL_FIELDS = frozenset({"id", "type", "function", "custom"})
+STREAM_OPTIONS_FIELDS = frozenset({"include_usage", "include_obfuscation"})
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -78,6 +89,7 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     include_usage: StrictBool | None = None
+    include_obfuscation: StrictBool | None = None
 
 
 class _Sampling(BaseModel):
@@ -160,10 +172,30 @@ def forwarded(request: Request, fields: frozenset[str]) -> dict[str, Any]:
     """The allow-listed fields the client actually set, ready to send upstream."""
     body = request.model_dump(include=set(fields), exclude_unset=True, exclude_none=True)
     if isinstance(request, ChatCompletionRequest):
-        body["messages"] = [
-            m.model_dump(exclude_none=True) for m in request.messages
-        ]  # keep each message's own extra keys (e.g. `refusal`)
+        body["messages"] = [_message(m) for m in request.messages]
+    options = body.get("stream_options")
+    if options is not None:
+        body["stream_options"] = _only(options, STREAM_OPTIONS_FIELDS)
     return body
+
+
+def _message(message: Message) -> dict[str, Any]:
+    out = message.model_dump(include=MESSAGE_FIELDS, exclude_none=True)
+    content = out.get("content")
+    if isinstance(content, list):
+        out["content"] = [_only(part, CONTENT_PART_FIELDS) for part in content]
+    calls = out.get("tool_calls")
+    if calls is not None:
+        out["tool_calls"] = [_only(call, TOOL_CALL_FIELDS) for call in calls]
+    return out
+
+
+def _only(value: Any, keys: frozenset[str]) -> Any:
+    """`value` without the keys not in `keys`, when it is an object (anything else unchanged:
+    validation has had its say on the shape)."""
+    if not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if k in keys}
 
 
 def chat_text(request: ChatCompletionRequest) -> str:

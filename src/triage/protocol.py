@@ -180,7 +180,7 @@ def forwarded(request: Request, fields: frozenset[str]) -> dict[str, Any]:
 
 
 def _message(message: Message) -> dict[str, Any]:
-    out = message.model_dump(include=MESSAGE_FIELDS, exclude_none=True)
+    out = message.model_dump(include=set(MESSAGE_FIELDS), exclude_none=True)
     content = out.get("content")
     if isinstance(content, list):
         out["content"] = [_only(part, CONTENT_PART_FIELDS) for part in content]

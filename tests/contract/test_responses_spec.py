@@ -16,7 +16,11 @@ import pytest
 from tests.contract.openapi_spec import components, validate
 from tests.helpers import config_from, deployment, serve
 from triage.api import create_app
+from triage.errors import UpstreamError
 from triage.fakeupstream import FakeUpstreamThread
+from triage.protocols.responses import ResponsesRequest
+from triage.protocols.responses_output import Draft
+from triage.protocols.responses_stream import ResponseEvents
 
 WEATHER = {
     "type": "function",
@@ -37,7 +41,6 @@ def gateway(fake: FakeUpstreamThread, tmp_path: Path) -> Iterator[str]:
         {
             "model_list": [
                 deployment("local", "hosted_vllm/tiny", fake.url + "/v1"),
-                deployment("thinker", "hosted_vllm/tiny-reasoner", fake.url + "/v1"),
             ],
             "router_settings": {"num_retries": 0},
             "responses": {"path": str(tmp_path / "responses.db")},
@@ -198,3 +201,80 @@ def test_built_in_tools_are_a_400_naming_the_tool(gateway: str, tool: str) -> No
     validate(response.json(), "ErrorResponse")
     message = response.json()["error"]["message"]
     assert f"`{tool}`" in message and "`local`" in message
+
+
+def _delta(**delta: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+
+
+def test_reasoning_text_and_parallel_calls_become_spec_events_in_order() -> None:
+    """The state machine alone (pure: chat chunks in, events out), on what reasoning backends
+    send: reasoning text, then text, then two tool calls, then usage; cut by the token limit."""
+    machine = ResponseEvents(Draft(ResponsesRequest(model="m", input="x"), created_at=1))
+    call = {"type": "function", "function": {"name": "f", "arguments": ""}}
+    chunks = [
+        _delta(role="assistant", reasoning_content="Let me"),
+        _delta(reasoning_content=" think."),
+        _delta(content="Calling."),
+        _delta(tool_calls=[{"index": 0, "id": "call_a", **call}]),
+        _delta(tool_calls=[{"index": 0, "function": {"arguments": '{"a":'}}]),
+        _delta(tool_calls=[{"index": 1, "id": "call_b", **call}]),
+        _delta(tool_calls=[{"index": 0, "function": {"arguments": "1}"}}]),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}},
+    ]
+    events = machine.start()
+    for chunk in chunks:
+        events += machine.feed(chunk)
+    events += machine.finish()
+    validate_stream(events)
+    kinds = [e["type"] for e in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
+    final = events[-1]["response"]
+    assert final["status"] == "incomplete"
+    assert final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [i["type"] for i in final["output"]] == [
+        "reasoning",
+        "message",
+        "function_call",
+        "function_call",
+    ]
+    assert final["output"][0]["summary"][0]["text"] == "Let me think."
+    assert final["output"][2]["arguments"] == '{"a":1}'
+    assert final["output"][3]["call_id"] == "call_b"
+    assert final["usage"]["output_tokens"] == 9
+
+
+def test_a_failure_mid_stream_is_a_spec_response_failed() -> None:
+    machine = ResponseEvents(Draft(ResponsesRequest(model="m", input="x"), created_at=1))
+    events = machine.start() + machine.feed(_delta(content="partial"))
+    events += machine.fail(UpstreamError("the backend went away"))
+    validate_stream(events)
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"code": "server_error", "message": "the backend went away"}

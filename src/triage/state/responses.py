@@ -80,7 +80,13 @@ class SqliteResponses:
             db.execute("DELETE FROM responses WHERE created < ?", (now - self.ttl,))
             db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)", row)
 
+    def _exists(self) -> bool:
+        """Whether anything was ever stored: reads never create the file."""
+        return self._db is not None or Path(self.path).exists()
+
     def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        if not self._exists():
+            return None
         with self._lock:
             row = (
                 self._conn()
@@ -96,6 +102,8 @@ class SqliteResponses:
         return StoredResponse(response_id, owner, row[0], json.loads(row[1]), json.loads(row[2]))
 
     def delete(self, response_id: str, owner: str) -> bool:
+        if not self._exists():
+            return False
         with self._lock:
             cursor = self._conn().execute(
                 "DELETE FROM responses WHERE id = ? AND owner = ? AND created >= ?",

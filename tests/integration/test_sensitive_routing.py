@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.helpers import config_from, deployment, serve
+from tests.sensitive_cases import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    PER_DETECTOR,
+    PLACES,
+    SPELLINGS,
+    TOKEN_ID_BODIES,
+    Body,
+)
 from triage.api import create_app
 from triage.fakeupstream import FakeUpstreamThread
 
@@ -157,3 +167,75 @@ def test_operator_patterns_and_embeddings_are_covered(
     assert chat.headers["x-triage-route"] == "local"
     assert emb.status_code == 200 and emb.headers["x-triage-route"] == "local"
     assert cloud.requests() == []
+
+
+# The planted suite (tests/sensitive_cases.py) through the real app: every field path with one
+# everyday spelling per detector, and every spelling in a message. Each must reach the local
+# deployment and never the cloud one; the same bodies without the secret must go to the cloud.
+
+ENDPOINTS = {
+    CHAT: "/v1/chat/completions",
+    COMPLETIONS: "/v1/completions",
+    EMBEDDINGS: "/v1/embeddings",
+}
+
+
+@pytest.fixture(scope="module")
+def planted() -> Iterator[tuple[str, FakeUpstreamThread, FakeUpstreamThread]]:
+    with (
+        FakeUpstreamThread() as local,
+        FakeUpstreamThread() as cloud,
+        serve(create_app(_config(local, cloud))) as url,
+    ):
+        yield url, local, cloud
+
+
+def _routed(
+    planted: tuple[str, FakeUpstreamThread, FakeUpstreamThread], endpoint: str, body: Body
+) -> str:
+    """Where the request went: "local", "cloud" or "refused"; the fakes must agree."""
+    url, local, cloud = planted
+    local.clear()
+    cloud.clear()
+    response = httpx.post(url + ENDPOINTS[endpoint], json={"model": "cloud", **body}, timeout=30)
+    assert response.status_code == 200, response.text
+    seen = {"local": len(local.requests()), "cloud": len(cloud.requests())}
+    route = response.headers["x-triage-route"]
+    assert seen[route] == 1 and sum(seen.values()) == 1, (route, seen)
+    return route
+
+
+@pytest.mark.parametrize(("endpoint", "place", "build"), PLACES, ids=[p[1] for p in PLACES])
+@pytest.mark.parametrize("kind", PER_DETECTOR)
+def test_planted_secret_in_any_field_stays_local(
+    planted: tuple[str, FakeUpstreamThread, FakeUpstreamThread],
+    kind: str,
+    endpoint: str,
+    place: str,
+    build: Callable[[str], Body],
+) -> None:
+    assert _routed(planted, endpoint, build(PER_DETECTOR[kind])) == "local"
+    assert _routed(planted, endpoint, build("nothing to see here")) == "cloud"
+
+
+@pytest.mark.parametrize(("kind", "text"), SPELLINGS, ids=[s[:24] for _, s in SPELLINGS])
+def test_everyday_spellings_stay_local(
+    planted: tuple[str, FakeUpstreamThread, FakeUpstreamThread], kind: str, text: str
+) -> None:
+    body = {"messages": [{"role": "user", "content": f"For the record: {text}"}]}
+    assert _routed(planted, CHAT, body) == "local"
+
+
+@pytest.mark.parametrize(("endpoint", "body"), TOKEN_ID_BODIES)
+def test_token_id_inputs_stay_local(
+    planted: tuple[str, FakeUpstreamThread, FakeUpstreamThread], endpoint: str, body: Body
+) -> None:
+    assert _routed(planted, endpoint, body) == "local"
+
+
+def test_a_secret_in_the_middle_of_a_long_message_stays_local(
+    planted: tuple[str, FakeUpstreamThread, FakeUpstreamThread],
+) -> None:
+    filler = "lorem ipsum dolor sit amet " * 4000  # about 108 KB per side: scanned off the loop
+    body = {"messages": [{"role": "user", "content": f"{filler} 4111 1111 1111 1111 {filler}"}]}
+    assert _routed(planted, CHAT, body) == "local"

@@ -9,15 +9,16 @@ files), token-id inputs that cannot be read, and operator-defined regexes.
 
 Every pattern runs over a text in slices of ``SLICE`` characters (``pos``/``endpos``, no copies),
 each overlapping the next by ``OVERLAP``: Python's regex engine holds the GIL for one whole search,
-and a slice bounds that to a few milliseconds even on hostile text, so a scan in a worker thread
-(``scan_body_async``) leaves the event loop its turn. A ``Finding`` names the detector only,
-never the matched text, because findings end up in metric labels and logs.
+and a slice bounds that to a few milliseconds even on hostile text; between slices the scan
+yields the GIL, so a scan in a worker thread (``scan_body_async``) leaves the event loop its turn.
+A ``Finding`` names the detector only, never the matched text: findings reach metrics and logs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,8 @@ def _slices(pattern: re.Pattern[str], text: str, overlap: int = OVERLAP) -> Iter
     """``pattern.finditer(text)`` one slice at a time; a match is reported by the slice in
     which it starts. ``pos`` keeps look-behinds seeing the text before the slice."""
     for start in range(0, len(text), SLICE):
+        if start:
+            time.sleep(0)  # hands the GIL to a waiting thread (the event loop) between slices
         stop = start + SLICE
         for match in pattern.finditer(text, start, stop + overlap):
             if match.start() >= stop:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,11 @@ _MEDIAN = (
     "WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY g"
 )
 
+_TOTAL_MEDIAN = (
+    "SELECT AVG(latency_s) FROM (SELECT latency_s FROM usage WHERE {where} AND status < 400 "
+    "ORDER BY latency_s LIMIT ? OFFSET ?)"
+)
+
 
 @contextmanager
 def _reader(path: str | Path) -> Iterator[sqlite3.Connection]:
@@ -60,15 +64,17 @@ def usage_report(
     given (every key's, and keyless requests, when None)."""
     if by not in _GROUP_EXPR:
         raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(DIMENSIONS)}")
-    where = "ts >= ?" + (" AND key_id = ?" if key_id is not None else "")
-    params: tuple[Any, ...] = (float("-inf") if since is None else since,)
+    # Without a window every row counts: a plain scan beats walking the ts index.
+    where, params = ("1", ()) if since is None else ("ts >= ?", (since,))
     if key_id is not None:
-        params += (key_id,)
+        where, params = f"{where} AND key_id = ?", (*params, key_id)
     with _reader(path) as conn:
         groups = _figures(conn, _GROUP_EXPR[by], where, params)
-        total = _figures(conn, "''", where, params).get("", _empty(TOTAL_LABEL))
-    stats = tuple(groups[name] for name in sorted(groups))
-    return Report(by=by, groups=stats, total=replace(total, group=TOTAL_LABEL))
+        stats = tuple(groups[name] for name in sorted(groups))
+        succeeded = sum(g.requests - g.errors for g in stats)
+        middle = (2 - succeeded % 2, (succeeded - 1) // 2)  # LIMIT, OFFSET of the middle rows
+        (median,) = conn.execute(_TOTAL_MEDIAN.format(where=where), (*params, *middle)).fetchone()
+    return Report(by=by, groups=stats, total=_total(stats, median if succeeded else None))
 
 
 def _figures(
@@ -104,5 +110,14 @@ def _sums(rows: list[Any]) -> dict[str, Decimal]:
     return out
 
 
-def _empty(name: str) -> GroupStats:
-    return GroupStats(name, 0, 0, 0, 0, Decimal(0), Decimal(0), None)
+def _total(groups: tuple[GroupStats, ...], median: float | None) -> GroupStats:
+    return GroupStats(
+        TOTAL_LABEL,
+        sum(g.requests for g in groups),
+        sum(g.errors for g in groups),
+        sum(g.prompt_tokens for g in groups),
+        sum(g.completion_tokens for g in groups),
+        sum((g.cost_usd for g in groups), Decimal(0)),
+        sum((g.counterfactual_usd for g in groups), Decimal(0)),
+        None if median is None else float(median),
+    )

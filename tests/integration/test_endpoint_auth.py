@@ -5,6 +5,8 @@ routes, /health/ready its detail only for the admin key and never an upstream ca
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import config_from, deployment
+from tests.helpers import config_from, deployment, serve
 from triage.api import create_app
 from triage.fakeupstream import FakeUpstreamThread
 from triage.ledger import Ledger, LedgerRow
@@ -208,3 +210,69 @@ async def test_keys_without_an_admin_key_close_admin_endpoints(
             assert (await http.get(path, headers=HEADERS["client"])).status_code == 403
         ready = await http.get("/health/ready", headers=HEADERS["client"])
         assert set(ready.json()) == {"status"}
+
+
+def _bulk_ledger(path: Path, rows: int) -> None:
+    """`rows` ledger rows written straight into the file (as a busy month would leave them)."""
+    Ledger(path).close()  # the schema
+    names = (
+        "ts, request_id, key_id, task, tier, route, deployment, status, prompt_tokens, "
+        "completion_tokens, usage_source, cost_usd, counterfactual_usd, latency_s, ttft_s, "
+        "stream, attempts, fallbacks"
+    )
+    now = time.time()
+    tasks = ("chat", "code", "summarization", "reasoning", "extraction", "open_qa")
+    values = (
+        (
+            now - i,
+            f"r{i}",
+            ("team", "other", None)[i % 3],
+            tasks[i % 6],
+            "simple",
+            "local",
+            "local-1",
+            200 if i % 50 else 502,
+            100 + i % 7,
+            20 + i % 5,
+            "reported",
+            f"0.000{i % 997}",
+            f"0.00{i % 991}",
+            0.05 + (i % 1000) / 1000,
+            None,
+            i % 2,
+            1,
+            0,
+        )
+        for i in range(rows)
+    )
+    with sqlite3.connect(path) as conn:
+        conn.executemany(f"INSERT INTO usage ({names}) VALUES ({', '.join('?' * 18)})", values)
+
+
+def test_usage_over_300k_rows_never_stalls_health(fake: FakeUpstreamThread, tmp_path: Path) -> None:
+    _bulk_ledger(tmp_path / "usage.db", 300_000)
+    worst: list[float] = []
+    done = threading.Event()
+
+    def watch(url: str) -> None:
+        with httpx.Client(base_url=url) as http:
+            while not done.is_set():
+                started = time.perf_counter()
+                assert http.get("/health").status_code == 200
+                worst.append(time.perf_counter() - started)
+
+    with serve(create_app(config_from(_data(fake, tmp_path), ENV))) as url:
+        watcher = threading.Thread(target=watch, args=(url,))
+        watcher.start()
+        try:
+            admin = httpx.get(url + "/v1/triage/usage", headers=HEADERS["admin"], timeout=60)
+            team = httpx.get(url + "/v1/triage/usage", headers=HEADERS["client"], timeout=60)
+        finally:
+            done.set()
+            watcher.join()
+    assert admin.json()["total"]["requests"] == 300_000
+    assert team.json()["total"]["requests"] == 100_000
+    # Generous bounds (it used to stall for the whole report, 5 s and more): nearly every call
+    # well under half a second, and not one stalled for seconds on a loaded machine.
+    worst.sort()
+    assert len(worst) > 5 and worst[int(len(worst) * 0.99)] < 0.5 and worst[-1] < 2.0

@@ -106,6 +106,9 @@ def create_app(
     app = FastAPI(
         title="Triage", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    # No trailing-slash redirects: Starlette builds their Location from the client's Host
+    # header (an open redirect); a path with a stray slash is a plain 404 instead.
+    app.router.redirect_slashes = False
     app.state.triage = app_state
     metrics.config_info.labels(
         __version__, str(len(config.model_list)), str(len(config.groups))

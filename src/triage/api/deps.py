@@ -224,9 +224,15 @@ def _utf8_encodable(data: Any) -> bool:
     return True
 
 
+# What a client's x-request-id may be to be used as ours (echoed, logged, in the ledger): UUIDs,
+# ULIDs, trace ids and the like; anything else (spaces, quotes, markup, escapes, non-ASCII) is
+# replaced, never cleaned up, so nothing a client crafts reaches a header, log line or report.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
 def meta(request: Request) -> Meta:
-    rid = request.headers.get("x-request-id") or ""
-    if not (0 < len(rid) <= 128 and rid.isprintable()):
+    rid = request.headers.get("x-request-id")
+    if rid is None or _REQUEST_ID.fullmatch(rid) is None:
         rid = os.urandom(16).hex()  # as unique as uuid4, a fraction of the cost
     task = request.headers.get("x-triage-task")
     return Meta(

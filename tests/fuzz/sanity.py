@@ -71,6 +71,14 @@ def assert_openai_error(body: bytes) -> dict[str, Any]:
     return error
 
 
+# The events a whole Responses API stream ends with (it sends no `[DONE]`).
+RESPONSES_END = (
+    b"event: response.completed",
+    b"event: response.incomplete",
+    b"event: response.failed",
+)
+
+
 def assert_sane(status: int, body: bytes, content_type: str) -> None:
     """No 5xx, no leaked traceback; a 4xx is an OpenAI error; a 2xx is JSON or a whole stream."""
     assert status < 500, f"{status}: {body[:500]!r}"
@@ -79,7 +87,8 @@ def assert_sane(status: int, body: bytes, content_type: str) -> None:
         assert content_type.startswith("application/json"), content_type
         assert_openai_error(body)
     elif content_type.startswith("text/event-stream"):
-        assert body.rstrip().endswith(b"data: [DONE]"), body[-300:]
+        last = body.rstrip().rsplit(b"\n\n", 1)[-1]  # the last event
+        assert last.endswith(b"data: [DONE]") or last.startswith(RESPONSES_END), body[-300:]
     elif content_type.startswith("application/json"):
         json.loads(body)
 

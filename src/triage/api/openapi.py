@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from triage.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from triage.protocols.responses import ResponsesRequest
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -49,6 +50,7 @@ BODIES: tuple[tuple[str, type[BaseModel], bool], ...] = (
     ("/v1/chat/completions", ChatCompletionRequest, True),
     ("/v1/completions", CompletionRequest, True),
     ("/v1/embeddings", EmbeddingRequest, False),
+    ("/v1/responses", ResponsesRequest, True),
     ("/v1/triage/explain", ChatCompletionRequest, False),
 )
 

@@ -171,7 +171,10 @@ def test_settings_read_per_request_are_applied(
     server.write(data)
     assert server.reload().status_code == 200
     assert server.chat(KEY).status_code == 413
-    assert httpx.get(server.url + "/metrics").status_code == 200
+    metrics = httpx.get(server.url + "/metrics")
+    assert metrics.status_code == 200
+    info = [line for line in metrics.text.splitlines() if line.startswith("triage_config_info{")]
+    assert len(info) == 1 and 'deployments="2"' in info[0]
     models = httpx.get(server.url + "/v1/models", headers=KEY).json()["data"]
     assert "extra" in {m["id"] for m in models}
 

@@ -33,6 +33,7 @@ from triage.api.deps import AppState
 from triage.api.gate import Gate, allowed_hosts
 from triage.api.health import ProbeCache
 from triage.api.openapi import install_openapi
+from triage.api.reloading import show_config
 from triage.classify import Classifier
 from triage.config.schema import Config
 from triage.engine.lanes import Lanes
@@ -110,9 +111,7 @@ def create_app(
     # header (an open redirect); a path with a stray slash is a plain 404 instead.
     app.router.redirect_slashes = False
     app.state.triage = app_state
-    metrics.config_info.labels(
-        __version__, str(len(config.model_list)), str(len(config.groups))
-    ).set(1)
+    show_config(metrics, config)
     if config.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -17,7 +17,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from triage.api.errors import validation_error
-from triage.api.reloading import Retirement, reload_problems
+from triage.api.reloading import Retirement, reload_problems, show_config
 from triage.classify import Classifier
 from triage.config import ConfigError, summary
 from triage.config.schema import Config
@@ -89,6 +89,7 @@ class AppState:
             raise InvalidConfig([str(exc)]) from None
         old, self.runtime = self.runtime, runtime
         self.retirement.retire(old)
+        show_config(self.shared.metrics, config)
         log.warning("config reloaded: %s", summary(config))
         return runtime
 

@@ -18,7 +18,9 @@ import asyncio
 import ipaddress
 from typing import Any
 
+from triage import __version__
 from triage.config.schema import Config, ServerSettings
+from triage.metrics import Metrics
 from triage.runtime import Runtime
 
 # server.* settings read per request from the serving config: a reload applies them.
@@ -54,6 +56,13 @@ def reload_problems(
         for changed in _changed(_at(before, path), _at(after, path), path):
             problems.append(f"`{changed}` changed: needs a restart")
     return problems
+
+
+def show_config(metrics: Metrics, config: Config) -> None:
+    """`triage_config_info` for the serving config (the last one only, after a reload)."""
+    metrics.config_info.clear()
+    shape = (__version__, str(len(config.model_list)), str(len(config.groups)))
+    metrics.config_info.labels(*shape).set(1)
 
 
 def fixed_server_settings() -> list[str]:

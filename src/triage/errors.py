@@ -166,6 +166,12 @@ class UpstreamTimeout(TriageError):
     kind = "TimeoutErrorRetries"
 
 
+class StreamStalled(UpstreamTimeout):
+    """A started stream sent nothing for `stream_idle_timeout` seconds (no `[DONE]`, no close)."""
+
+    default_code = "upstream_stream_stalled"
+
+
 class NoHealthyDeployment(TriageError):
     """Every deployment of every group on the route is cooling down."""
 

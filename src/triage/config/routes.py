@@ -107,6 +107,8 @@ class TriageSettings(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     connect_timeout: PositiveFloat = 5.0
     first_token_timeout: PositiveFloat | None = None
+    # Seconds a started stream may go without any data before it is ended with an error event.
+    stream_idle_timeout: PositiveFloat = 30.0
     lane: Literal["auto", "native", "litellm"] = "auto"
     # The model group that serves /v1/embeddings under an alias (embeddings are not classified).
     embedding_route: str | None = None

@@ -98,6 +98,7 @@ class ModelInfo(BaseModel):
     gpu_hour_cost: Annotated[Decimal, Field(ge=0)] | None = None
     connect_timeout: PositiveFloat | None = None
     first_token_timeout: PositiveFloat | None = None
+    stream_idle_timeout: PositiveFloat | None = None
     health_path: str | None = None
 
 

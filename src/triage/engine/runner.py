@@ -31,6 +31,7 @@ from triage.errors import (
     ContextWindowExceeded,
     NoHealthyDeployment,
     PermissionDenied,
+    StreamStalled,
     TriageError,
     UpstreamError,
     UpstreamTimeout,
@@ -127,25 +128,31 @@ class Engine:
         outcome.ttft = outcome.upstream_seconds
         params = outcome.deployment.litellm_params
         total = params.stream_timeout or params.timeout or plan.timeout
-        rest = self._relay(upstream, outcome, min(deadline, self.clock() + total))
+        idle = outcome.deployment.model_info.stream_idle_timeout
+        idle = idle or self.config.triage.stream_idle_timeout
+        rest = self._relay(upstream, outcome, min(deadline, self.clock() + total), idle)
         return StreamStart(first=first, rest=rest, outcome=outcome)
 
     async def _relay(
-        self, upstream: _Stream, outcome: Outcome, finish_by: float
+        self, upstream: _Stream, outcome: Outcome, finish_by: float, idle: float
     ) -> AsyncIterator[Batch]:
-        """The stream after its first batch: bounded by the deadline, never falls back."""
+        """The stream after its first batch: bounded by the deadline and by `idle` seconds
+        between reads (an upstream that stops sending without ending), never falls back."""
         deployment = outcome.deployment.id
         failed = False
         try:
             iterator = aiter(upstream)
             while True:
+                left = finish_by - self.clock()
                 try:
-                    async with asyncio.timeout(max(0.0, finish_by - self.clock())):
+                    async with asyncio.timeout(max(0.0, min(left, idle))):
                         batch = await anext(iterator)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise UpstreamTimeout("stream exceeded its deadline") from None
+                    if left <= idle:
+                        raise UpstreamTimeout("stream exceeded its deadline") from None
+                    raise StreamStalled(f"the upstream sent nothing for {idle:g}s") from None
                 yield batch
         except TriageError:
             failed = True  # a client that goes away is not the deployment's fault

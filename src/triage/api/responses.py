@@ -24,6 +24,7 @@ from triage.api.disconnect import gone, unless_gone
 from triage.api.errors import validation_error
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream
+from triage.api.sticky import StickyRoutes, conversation_keys, usable
 from triage.config.schema import Config
 from triage.errors import BadRequest, NotFound, TriageError
 from triage.protocol import ChatCompletionRequest
@@ -35,6 +36,7 @@ from triage.state.responses import ResponseStore, SqliteResponses, StoredRespons
 from triage.wire import dumps, loads
 
 STORE = "responses_store"
+STICKY = "sticky_routes"
 
 
 def responses_store(config: Config, wall_clock: Callable[[], float]) -> SqliteResponses:
@@ -49,6 +51,11 @@ def _store(app: AppState) -> ResponseStore:
     return store
 
 
+def _sticky(app: AppState) -> StickyRoutes:
+    routes: StickyRoutes = app.extras.setdefault(STICKY, StickyRoutes())
+    return routes
+
+
 async def create_response(request: Request) -> Response:
     try:
         body = await parse(request, ResponsesRequest)
@@ -58,47 +65,61 @@ async def create_response(request: Request) -> Response:
     request_meta = meta(request)
     key = app.service.guard.authenticate(request_meta.authorization)
     owner = key.id if key is not None else ""
-    chat = _chat_request(body, _prior(app, body, owner))
+    prior, previous_route = _prior(app, body, owner)
+    keys = conversation_keys(body, owner)
+    group = previous_route or _sticky(app).find(keys)
+    stuck = usable(app.config, body, key, group)
+    chat = _chat_request(body, prior, group if stuck else None)
     draft = Draft(
         body,
         created_at=int(app.shared.wall_clock()),
         stored=body.stores and app.config.responses.store,
     )
-    save = _saver(app, draft, owner)
     answer = await unless_gone(request, app.service.handle("chat", chat, request_meta))
     if answer is None:
         return gone()
+    route = answer.headers.get("x-triage-route")
+    if route is not None and usable(app.config, body, None, route):
+        _sticky(app).remember(keys, route)
+    headers = {**answer.headers, "x-triage-sticky": "hit" if stuck else "new"}
+    save = _saver(app, draft, owner, route)
     if isinstance(answer, StreamAnswer):
         frames = _frames(answer, ResponseEvents(draft), save)
-        return EventStream(frames, {**answer.headers, "cache-control": "no-cache"})
+        return EventStream(frames, {**headers, "cache-control": "no-cache"})
     result = from_chat(draft, answer.body)
     save(result)
-    return FastJSONResponse(result, headers=answer.headers)
+    return FastJSONResponse(result, headers=headers)
 
 
-def _prior(app: AppState, body: ResponsesRequest, owner: str) -> list[Item]:
-    """The stored conversation `previous_response_id` continues."""
+def _prior(app: AppState, body: ResponsesRequest, owner: str) -> tuple[list[Item], str | None]:
+    """The stored conversation `previous_response_id` continues, and the group that answered
+    its last turn."""
     previous = body.previous_response_id
     if previous is None:
-        return []
+        return [], None
     if not app.config.responses.store:
         raise BadRequest(
             "previous_response_id needs stored responses, and this server has "
             "`responses.store: false`; send the whole conversation as `input` instead",
             param="previous_response_id",
         )
-    items = history(_store(app), previous, owner, app.config.server.max_messages)
-    if items is None:
+    found = history(_store(app), previous, owner, app.config.server.max_messages)
+    if found is None:
         raise BadRequest(
             f"Previous response with id '{previous}' not found.",
             param="previous_response_id",
             code="previous_response_not_found",
         )
-    return items
+    return found
 
 
-def _chat_request(body: ResponsesRequest, prior: list[Item]) -> ChatCompletionRequest:
+def _chat_request(
+    body: ResponsesRequest, prior: list[Item], group: str | None
+) -> ChatCompletionRequest:
+    """The chat request; sent to `group` instead of the alias when the conversation sticks."""
     chat = to_chat(body, prior)
+    if group is not None:
+        chat["model"] = group
     if not chat["messages"]:
         raise BadRequest("`input` is required (or `previous_response_id`)", param="input")
     try:
@@ -107,14 +128,15 @@ def _chat_request(body: ResponsesRequest, prior: list[Item]) -> ChatCompletionRe
         raise validation_error(exc) from None
 
 
-def _saver(app: AppState, draft: Draft, owner: str) -> Callable[[Item], None]:
+def _saver(app: AppState, draft: Draft, owner: str, route: str | None) -> Callable[[Item], None]:
     """Stores the finished response (with this turn's input items) when it is to be kept."""
     items = stored_input_items(draft.request)
     previous = draft.request.previous_response_id
 
     def save(response: Item) -> None:
         if draft.stored:
-            _store(app).put(StoredResponse(draft.id, owner, previous, response, items))
+            stored = StoredResponse(draft.id, owner, previous, response, items, route)
+            _store(app).put(stored)
 
     return save
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
   id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, previous TEXT,
-  response TEXT NOT NULL, input_items TEXT NOT NULL);
+  response TEXT NOT NULL, input_items TEXT NOT NULL, route TEXT);
 CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
 """
 
@@ -35,6 +35,7 @@ class StoredResponse:
     previous: str | None
     response: dict[str, Any]
     input_items: list[dict[str, Any]]
+    route: str | None = None  # the model group that answered: later turns stick to it
 
 
 class ResponseStore(Protocol):
@@ -74,11 +75,12 @@ class SqliteResponses:
             stored.previous,
             json.dumps(stored.response),
             json.dumps(stored.input_items),
+            stored.route,
         )
         with self._lock:
             db = self._conn()
             db.execute("DELETE FROM responses WHERE created < ?", (now - self.ttl,))
-            db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)", row)
+            db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
     def _exists(self) -> bool:
         """Whether anything was ever stored: reads never create the file."""
@@ -91,7 +93,7 @@ class SqliteResponses:
             row = (
                 self._conn()
                 .execute(
-                    "SELECT previous, response, input_items FROM responses "
+                    "SELECT previous, response, input_items, route FROM responses "
                     "WHERE id = ? AND owner = ? AND created >= ?",
                     (response_id, owner, self.wall_clock() - self.ttl),
                 )
@@ -99,7 +101,8 @@ class SqliteResponses:
             )
         if row is None:
             return None
-        return StoredResponse(response_id, owner, row[0], json.loads(row[1]), json.loads(row[2]))
+        response, items = json.loads(row[1]), json.loads(row[2])
+        return StoredResponse(response_id, owner, row[0], response, items, row[3])
 
     def delete(self, response_id: str, owner: str) -> bool:
         if not self._exists():
@@ -118,11 +121,14 @@ class SqliteResponses:
                 self._db = None
 
 
-def history(store: ResponseStore, response_id: str, owner: str, limit: int) -> list[Any] | None:
+def history(
+    store: ResponseStore, response_id: str, owner: str, limit: int
+) -> tuple[list[Any], str | None] | None:
     """The conversation up to and including `response_id` (each turn's input items, then its
-    output), oldest first; None when it is not stored for `owner`. Follows at most `limit`
-    links (a chain longer than that is cut at its oldest end)."""
+    output), oldest first, and the model group that answered its last turn; None when it is not
+    stored for `owner`. Follows at most `limit` links (a longer chain is cut at its oldest end)."""
     turns: list[list[Any]] = []
+    route: str | None = None
     current: str | None = response_id
     while current is not None and len(turns) < limit:
         stored = store.get(current, owner)
@@ -130,6 +136,7 @@ def history(store: ResponseStore, response_id: str, owner: str, limit: int) -> l
             if not turns:
                 return None
             break  # an expired ancestor: the conversation starts where the store does
+        route = route if turns else stored.route
         turns.append([*stored.input_items, *stored.response.get("output", [])])
         current = stored.previous
-    return [item for turn in reversed(turns) for item in turn]
+    return [item for turn in reversed(turns) for item in turn], route

@@ -1,0 +1,71 @@
+"""Sticky conversations: an agent loop must not change model mid-task.
+
+Once a conversation sent to an alias (`auto`) is routed, its later turns go to the same model
+group, so the backend's prefix cache is reused and the agent keeps one model. A later turn is
+recognised by its `previous_response_id` chain (the stored response keeps the group that
+answered), by its `prompt_cache_key`, or by a hash of its opening items (instructions and first
+input item), which agents that resend the whole conversation each turn repeat unchanged.
+Failover still moves a turn when the group fails (the runner's fallbacks apply as ever); the
+group it lands on is what later turns stick to. The key -> group map is per process and
+bounded; the chain's group is stored with the response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+
+from triage.config.auth import KeySpec
+from triage.config.schema import Config
+from triage.policy import is_alias
+from triage.protocols.responses import ResponsesRequest, input_items
+
+
+class StickyRoutes:
+    """Conversation key -> model group, least recently used first out."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._groups: OrderedDict[str, str] = OrderedDict()
+
+    def find(self, keys: list[str]) -> str | None:
+        for key in keys:
+            group = self._groups.get(key)
+            if group is not None:
+                self._groups.move_to_end(key)
+                return group
+        return None
+
+    def remember(self, keys: list[str], group: str) -> None:
+        for key in keys:
+            self._groups[key] = group
+            self._groups.move_to_end(key)
+        while len(self._groups) > self.capacity:
+            self._groups.popitem(last=False)
+
+
+def conversation_keys(request: ResponsesRequest, owner: str) -> list[str]:
+    """What identifies the conversation across turns, scoped to the caller's key: its
+    prompt_cache_key when it has one (the client's own name for it), else its opening items."""
+    if request.prompt_cache_key:
+        return [_digest(owner, "cache", request.prompt_cache_key)]
+    items = input_items(request)
+    if not items or request.previous_response_id is not None:
+        return []  # a chain is found through its stored responses
+    opening = json.dumps([request.instructions, items[0]], sort_keys=True, default=str)
+    return [_digest(owner, "opening", opening)]
+
+
+def _digest(owner: str, kind: str, value: str) -> str:
+    return hashlib.sha256(f"{owner}\0{kind}\0{value}".encode()).hexdigest()
+
+
+def usable(
+    config: Config, request: ResponsesRequest, key: KeySpec | None, group: str | None
+) -> bool:
+    """Whether a turn for `request.model` may be sent to the remembered `group`: only turns
+    for an alias stick, to a group that still exists and that the key may name."""
+    if group is None or not is_alias(config, request.model) or group not in config.groups:
+        return False
+    return key is None or not key.models or group in key.models

@@ -7,6 +7,7 @@ picks what it sends, `<mode>-<bytes>`:
 - `declared-N`: the same with `content-length: N` declared up front;
 - `line-N`: an SSE stream whose first line is N bytes long and never ends;
 - `late-N`: three ordinary SSE chunks, then a line of N bytes;
+- `lines-N`: an SSE event of N bytes in short `data:` lines (the event never ends);
 - `valid-N`: a well-formed answer whose text is N bytes long;
 - anything else: a small ordinary answer (or stream).
 It counts the bytes it managed to send, so a test can tell a dropped connection from a drained
@@ -34,7 +35,9 @@ import yaml
 from tests.helpers import free_port
 
 PIECE = 64 * 1024
-_MODE = re.compile(r"^(huge|declared|line|late|valid)-(\d+)$")
+_MODE = re.compile(r"^(huge|declared|line|late|lines|valid)-(\d+)$")
+# 64 KiB of short `data:` lines with no blank line between them: one endless event.
+DATA_LINES = b"data: " + b"a" * 1017 + b"\n"
 
 
 def _chunk(data: bytes) -> bytes:
@@ -119,24 +122,32 @@ class HostileUpstream:
         if mode == "valid":
             await self._small(writer, model, stream, "a" * size)
             return
-        kind = b"text/event-stream" if mode in ("line", "late") else b"application/json"
+        kind = b"text/event-stream" if mode in ("line", "late", "lines") else b"application/json"
         framing = (
             b"content-length: %d" % size if mode == "declared" else b"transfer-encoding: chunked"
         )
+        self.sent[model] = 0  # before the first byte: the test may look as soon as it is out
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: " + kind + b"\r\n" + framing + b"\r\n\r\n")
         start = b'{"id":"x","choices":[{"message":{"content":"'
         if mode == "late":
             start = b"".join(_delta(f"part {i} ") for i in range(3)) + b"data: " + start
         elif mode == "line":
             start = b"data: " + start
-        self.sent[model] = 0
-        await self._pour(writer, model, start, size, chunked=mode != "declared")
+        fill = DATA_LINES * (PIECE // len(DATA_LINES)) if mode == "lines" else b"a" * PIECE
+        await self._pour(writer, model, start, size, fill, chunked=mode != "declared")
 
     async def _pour(
-        self, writer: asyncio.StreamWriter, model: str, start: bytes, size: int, *, chunked: bool
+        self,
+        writer: asyncio.StreamWriter,
+        model: str,
+        start: bytes,
+        size: int,
+        fill: bytes,
+        *,
+        chunked: bool,
     ) -> None:
         rest = max(0, size - len(start))
-        pieces = [start] + [b"a" * PIECE] * (rest // PIECE) + [b"a" * (rest % PIECE)]
+        pieces = [start] + [fill] * (rest // len(fill)) + [b"a" * (rest % len(fill))]
         for data in filter(None, pieces):
             writer.write(_chunk(data) if chunked else data)
             await writer.drain()  # raises once the gateway drops the connection

@@ -33,7 +33,7 @@ async def explain_route(request: Request) -> dict[str, Any]:
     body = await parse(request, ChatCompletionRequest)
     runtime = state(request).runtime
     runtime.guard.authorize(who.key, body.model, None)  # 403 for a model the key may not use
-    answer = explain(runtime.service, body, meta(request))
+    answer = await explain(runtime.service, body, meta(request), who.key)
     allowed = None if who.key is None else runtime.guard.allowed_groups(who.key)
     return answer if allowed is None else _only(answer, allowed)
 

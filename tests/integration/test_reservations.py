@@ -99,7 +99,9 @@ def test_fifty_concurrent_requests_cannot_overspend_a_budget(
     assert _spent(tmp_path) == ONE * 6 <= budget
 
 
-def test_n_multiplies_what_a_request_reserves(slow_fake: FakeUpstreamThread, tmp_path: Path) -> None:
+def test_n_multiplies_what_a_request_reserves(
+    slow_fake: FakeUpstreamThread, tmp_path: Path
+) -> None:
     budget = ONE * 6 + ONE / 2
     config = _config(slow_fake, tmp_path, {"budget": {"daily_usd": str(budget)}})
     body = {"model": "cloud", "messages": MSG, "max_tokens": OUT, "n": 3}

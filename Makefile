@@ -57,6 +57,19 @@ real-deps: venv
 test-real: real-deps
 	$(BIN)/pytest -q -m real tests/real
 
+# Real client programs against Triage in front of the fake upstream. The pinned Codex CLI is
+# installed with npm into a cache outside the clone; without npm the test says why it skips.
+CLIENTS ?= $(HOME)/.cache/triage/clients
+CODEX_VERSION = 0.171.0
+
+test-clients: venv
+	@if command -v npm >/dev/null; then \
+		test -x $(CLIENTS)/codex-$(CODEX_VERSION)/node_modules/.bin/codex || \
+		npm install -s --no-audit --no-fund --prefix $(CLIENTS)/codex-$(CODEX_VERSION) \
+			@openai/codex@$(CODEX_VERSION); \
+	fi
+	TRIAGE_CODEX=$(CLIENTS)/codex-$(CODEX_VERSION)/node_modules/.bin/codex $(BIN)/pytest -q -rs tests/clients
+
 run: venv
 	$(BIN)/triage serve --config $(CONFIG)
 

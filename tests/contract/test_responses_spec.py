@@ -278,3 +278,18 @@ def test_a_failure_mid_stream_is_a_spec_response_failed() -> None:
     failed = events[-1]["response"]
     assert failed["status"] == "failed"
     assert failed["error"] == {"code": "server_error", "message": "the backend went away"}
+
+
+def test_namespaced_tools_are_called_by_namespace_and_name(gateway: str) -> None:
+    """Codex sends function tools grouped in a `namespace` tool: the call comes back naming both."""
+    crm = {"type": "namespace", "name": "crm", "description": "the CRM", "tools": [WEATHER]}
+    body = _create(gateway, model="local", input="weather in Rome?", tools=[crm]).json()
+    validate(body, "Response")
+    (call,) = body["output"]
+    assert (call["namespace"], call["name"]) == ("crm", "get_weather")
+    follow = [
+        call,
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+    ]
+    again = _create(gateway, model="local", input=follow, tools=[crm], store=False)
+    assert again.json()["output"][0]["type"] == "message"

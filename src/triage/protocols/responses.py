@@ -20,6 +20,7 @@ Message = dict[str, Any]
 
 # The tool types a chat backend can run: the client runs them and sends the result back.
 FUNCTION_TOOLS = frozenset({"function"})
+NAMESPACE_SEPARATOR = "__"  # chat function names allow [A-Za-z0-9_-] only
 TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "refusal"})
 
 
@@ -176,7 +177,7 @@ def _add_tool_call(messages: list[Message], item: Item) -> None:
     call = {
         "id": _text_field(item, "call_id"),
         "type": "function",
-        "function": {"name": _text_field(item, "name"), "arguments": item.get("arguments", "")},
+        "function": {"name": _call_name(item), "arguments": item.get("arguments", "")},
     }
     last = messages[-1] if messages else None
     # Consecutive calls (and the text before them) are one assistant turn in chat.
@@ -186,6 +187,12 @@ def _add_tool_call(messages: list[Message], item: Item) -> None:
         last["tool_calls"].append(call)
     else:
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _call_name(item: Item) -> str:
+    name = _text_field(item, "name")
+    namespace = item.get("namespace")
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if isinstance(namespace, str) else name
 
 
 def _text_field(item: Item, name: str) -> str:
@@ -204,24 +211,41 @@ def _output_text(output: Any) -> str:
 
 
 def chat_tools(tools: list[Item], model: str) -> list[Item]:
-    """Function tools in chat's shape; a built-in tool is a 400 that names it."""
+    """Function tools in chat's shape (a namespace's functions as `<namespace>__<name>`); a
+    built-in tool is a 400 that names it."""
     out = []
     for index, tool in enumerate(tools):
         kind = tool.get("type")
-        if kind not in FUNCTION_TOOLS:
-            raise BadRequest(
-                f"tools[{index}]: the built-in tool `{kind}` cannot run on `{model}`: Triage "
-                "sends Responses requests to chat-completions backends, which only call "
-                "function tools; define it as a `function` tool instead",
-                param=f"tools[{index}]",
-                code="unsupported_tool",
-            )
-        function: Item = {"name": _tool_name(tool, index)}
-        for name in ("description", "parameters", "strict"):
-            if tool.get(name) is not None:
-                function[name] = tool[name]
-        out.append({"type": "function", "function": function})
+        if kind == "namespace" and isinstance(tool.get("tools"), list):
+            prefix = f"{_tool_name(tool, index)}{NAMESPACE_SEPARATOR}"
+            out += [_chat_function(t, index, model, prefix) for t in tool["tools"]]
+        else:
+            out.append(_chat_function(tool, index, model, ""))
     return out
+
+
+def _chat_function(tool: Item, index: int, model: str, prefix: str) -> Item:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if kind not in FUNCTION_TOOLS:
+        raise BadRequest(
+            f"tools[{index}]: the built-in tool `{kind}` cannot run on `{model}`: Triage "
+            "sends Responses requests to chat-completions backends, which only call "
+            "function tools; define it as a `function` tool instead",
+            param=f"tools[{index}]",
+            code="unsupported_tool",
+        )
+    function: Item = {"name": prefix + _tool_name(tool, index)}
+    for name in ("description", "parameters", "strict"):
+        if tool.get(name) is not None:
+            function[name] = tool[name]
+    return {"type": "function", "function": function}
+
+
+def split_name(name: str, tools: list[Item] | None) -> tuple[str | None, str]:
+    """(namespace, name) of a chat tool call, undoing `chat_tools`' flattening."""
+    namespace, sep, short = name.partition(NAMESPACE_SEPARATOR)
+    spaces = {t.get("name") for t in tools or [] if t.get("type") == "namespace"}
+    return (namespace, short) if sep and namespace in spaces else (None, name)
 
 
 def _tool_name(tool: Item, index: int) -> str:

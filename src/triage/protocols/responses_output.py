@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triage.errors import TriageError, http_status
-from triage.protocols.responses import Item, ResponsesRequest, input_items
+from triage.protocols.responses import Item, ResponsesRequest, input_items, split_name
 
 
 def new_id(prefix: str) -> str:
@@ -116,15 +116,22 @@ def text_part(text: str) -> Item:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Item:
-    return {
+def call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str, tools: list[Item] | None
+) -> Item:
+    """A function_call item; a namespaced tool's call names its namespace apart."""
+    namespace, short = split_name(name, tools)
+    item = {
         "id": item_id,
         "type": "function_call",
         "call_id": call_id,
-        "name": name,
+        "name": short,
         "arguments": arguments,
         "status": status,
     }
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def reasoning_item(item_id: str, text: str) -> Item:
@@ -152,6 +159,7 @@ def from_chat(draft: Draft, body: Item) -> Item:
                 str(function.get("name", "")),
                 str(function.get("arguments") or ""),
                 "completed",
+                draft.request.tools,
             )
         )
     truncated = choice.get("finish_reason") == "length"

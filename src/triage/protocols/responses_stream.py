@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triage.errors import TriageError
-from triage.protocols.responses import Item
+from triage.protocols.responses import Item, split_name
 from triage.protocols.responses_output import (
     Draft,
     call_item,
@@ -53,6 +53,7 @@ class ResponseEvents:
         self._usage: Any = None
         self._finish: str | None = None
         self.final: Item | None = None
+        self._tools = draft.request.tools
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self._seq, **fields}
@@ -141,7 +142,7 @@ class ResponseEvents:
             events += self._close_text()
             call_id = str(call.get("id") or new_id("call"))
             name = str(function.get("name") or "")
-            item = call_item(new_id("fc"), call_id, name, "", "in_progress")
+            item = call_item(new_id("fc"), call_id, name, "", "in_progress", self._tools)
             opened, added = self._add("function_call", "fc", item)
             opened.call_id, opened.name = call_id, name
             self._calls[index] = opened
@@ -197,11 +198,13 @@ class ResponseEvents:
                     "response.function_call_arguments.done",
                     item_id=opened.id,
                     output_index=opened.index,
-                    name=opened.name,
+                    name=split_name(opened.name, self._tools)[1],
                     arguments=arguments,
                 )
             )
-            item = call_item(opened.id, opened.call_id, opened.name, arguments, "completed")
+            item = call_item(
+                opened.id, opened.call_id, opened.name, arguments, "completed", self._tools
+            )
             events.append(self._done(opened, item))
         self._calls = {}
         return events

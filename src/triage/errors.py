@@ -1,4 +1,5 @@
-"""One error tree. Each class knows its HTTP status, OpenAI error type and whether it is retryable.
+"""One error tree. Each class knows its HTTP status, OpenAI error type and whether it is retryable;
+its Anthropic type follows from its status (`anthropic_type`).
 
 Code raises these; only the API layer renders them (as OpenAI-shaped JSON or an SSE error event).
 Messages must never carry secrets or upstream bodies verbatim.
@@ -223,6 +224,30 @@ def openai_type(error: TriageError) -> str:
     if isinstance(error, AllAttemptsFailed):
         return error.last.error_type if error.last.status < 500 else error.error_type
     return error.error_type
+
+
+# Anthropic's error types by HTTP status: the anthropic SDK picks its exception class by status,
+# Claude Code reads the type. Anything else is an `api_error`.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    421: "invalid_request_error",
+    431: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_type(error: TriageError) -> str:
+    """The error's type as Anthropic's Messages API names it."""
+    return _ANTHROPIC_TYPES.get(http_status(error), "api_error")
 
 
 CLIENT_DISCONNECTED = "client_disconnected"  # the error kind of a request whose client left

@@ -25,6 +25,7 @@ from triage.api import (
     errors,
     health,
     insight,
+    messages,
     metrics_endpoint,
     models,
     responses,
@@ -130,7 +131,9 @@ def create_app(
     )
     errors.install(app)
     install_openapi(app)
-    app.router.routes.extend([*chat.routes, *embeddings.routes, *responses.routes])
+    app.router.routes.extend(
+        [*chat.routes, *embeddings.routes, *responses.routes, *messages.routes]
+    )
     for module in (models, health, metrics_endpoint, insight, admin):
         app.include_router(module.router)
     return app

@@ -1,4 +1,5 @@
-"""The one place errors are rendered: OpenAI-shaped JSON, or an SSE error event mid-stream."""
+"""The one place errors are rendered: OpenAI-shaped JSON, or an SSE error event mid-stream; on
+Anthropic's paths (`/v1/messages...`) in Anthropic's shape, so its SDK and Claude Code read them."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from triage.errors import BadRequest, NotFound, TriageError, http_status, openai_type
+from triage.protocols.anthropic_output import error_object
 from triage.wire import dumps
 
 log = logging.getLogger("triage.api")
+
+ANTHROPIC_PREFIX = "/v1/messages"
 
 
 def error_body(err: TriageError) -> dict[str, Any]:
@@ -28,6 +32,27 @@ def error_response(err: TriageError) -> JSONResponse:
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, round(err.retry_after)))
     return JSONResponse(error_body(err), status_code=http_status(err), headers=headers)
+
+
+def _headers(err: TriageError) -> dict[str, str]:
+    if err.retry_after is None:
+        return {}
+    return {"retry-after": str(max(1, round(err.retry_after)))}
+
+
+def rendered(request: Request, err: TriageError, status: int | None = None) -> JSONResponse:
+    """`err` in the shape the request's path speaks."""
+    if not request.url.path.startswith(ANTHROPIC_PREFIX):
+        return error_response(err) if status is None else _with_status(err, status)
+    return JSONResponse(
+        error_object(err),
+        status_code=status or http_status(err),
+        headers=_headers(err),
+    )
+
+
+def _with_status(err: TriageError, status: int) -> JSONResponse:
+    return JSONResponse(error_body(err), status_code=status)
 
 
 def sse_error(err: TriageError) -> bytes:
@@ -50,22 +75,24 @@ def validation_error(exc: ValidationError | RequestValidationError) -> BadReques
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(TriageError)
-    async def _triage(_: Request, exc: TriageError) -> JSONResponse:
-        return error_response(exc)
+    async def _triage(request: Request, exc: TriageError) -> JSONResponse:
+        return rendered(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return rendered(request, validation_error(exc))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return error_response(NotFound("no such endpoint", code="not_found"))
+            return rendered(request, NotFound("no such endpoint", code="not_found"))
         err = TriageError(str(exc.detail), code=str(exc.status_code))
+        response = rendered(request, err, exc.status_code)
         # Keep Starlette's headers: a 405 must say which methods are allowed (`Allow`).
-        return JSONResponse(error_body(err), status_code=exc.status_code, headers=exc.headers)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error: %s", type(exc).__name__)
-        return error_response(TriageError("internal error in Triage", code="internal_error"))
+        return rendered(request, TriageError("internal error in Triage", code="internal_error"))

@@ -35,6 +35,11 @@ def check_references(data: Mapping[str, Any]) -> list[Problem]:
     triage = _map(data.get("triage"))
     problems += _route_refs(triage, groups)
     aliases = {str(a) for a in _list(triage.get("aliases"))} if "aliases" in triage else {"auto"}
+    problems += [
+        (f"router_settings.model_group_alias.{name}", f'unknown model group or alias "{target}"')
+        for name, target in _map(router.get("model_group_alias")).items()
+        if target not in groups | aliases
+    ]
     for i, alias in enumerate(_list(triage.get("aliases"))):
         if alias in groups:
             problems.append((f"triage.aliases[{i}]", f'"{alias}" is also a model group name'))

@@ -160,6 +160,8 @@ class RouterSettings(BaseModel):
     retry_policy: RetryPolicy = RetryPolicy()
     allowed_fails: Annotated[int, Field(ge=1)] = 3
     cooldown_time: Annotated[float, Field(ge=0)] = 30.0
+    # Requested model name (`*` wildcards) -> model group or alias; see config/group_alias.py.
+    model_group_alias: dict[str, str] = {}
 
 
 class ServerSettings(BaseModel):

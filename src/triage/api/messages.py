@@ -1,0 +1,181 @@
+"""Anthropic's Messages API: `POST /v1/messages` (JSON and SSE), `POST /v1/messages/count_tokens`,
+and `HEAD /` / `GET /` (Claude Code checks the base URL answers before it starts).
+
+A Messages request is translated to a chat request (protocols/anthropic.py) and handed to the
+same pipeline as `/v1/chat/completions`; its answer or stream is translated back. The requested
+model name goes through `router_settings.model_group_alias` first (Claude Code sends Claude
+model names). The client key arrives as `x-api-key` (the anthropic SDK, `ANTHROPIC_API_KEY`) or
+as `Authorization: Bearer` (`ANTHROPIC_AUTH_TOKEN`); `anthropic-version`, `anthropic-beta` and
+`?beta=true` are accepted and change nothing. Errors on these paths are rendered in Anthropic's
+shape (api/errors.py picks the shape by path).
+
+A conversation sent to an alias sticks to the model group that answered its first turn, keyed by
+`metadata.user_id` (Claude Code sends one per session), so an agent's tool loop is not split
+between models; failover still moves it when that group fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncGenerator
+from dataclasses import replace
+
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from triage.api.deps import AppState, meta, parse, state
+from triage.api.disconnect import gone, unless_gone
+from triage.api.errors import validation_error
+from triage.api.render import FastJSONResponse
+from triage.api.sse import EventStream
+from triage.api.sticky import StickyRoutes
+from triage.api.token_count import TokenCounter
+from triage.config.auth import KeySpec
+from triage.config.group_alias import resolve_model
+from triage.config.schema import Config
+from triage.errors import NotFound, TriageError
+from triage.policy import is_alias
+from triage.protocol import ChatCompletionRequest
+from triage.protocols.anthropic import (
+    CountTokensRequest,
+    MessagesRequest,
+    conversation,
+    to_chat,
+)
+from triage.protocols.anthropic_output import Draft, from_chat
+from triage.protocols.anthropic_stream import Event, MessageEvents
+from triage.service import Meta, StreamAnswer
+from triage.wire import dumps, loads
+
+STICKY = "sticky_routes"  # shared with the Responses API (api/responses.py)
+COUNTER = "token_counter"
+
+
+def _sticky(app: AppState) -> StickyRoutes:
+    routes: StickyRoutes = app.extras.setdefault(STICKY, StickyRoutes())
+    return routes
+
+
+def _meta(request: Request) -> Meta:
+    """The request's meta, with an `x-api-key` as the bearer token when there is no
+    Authorization header."""
+    found = meta(request)
+    api_key = request.headers.get("x-api-key")
+    if found.authorization is None and api_key:
+        return replace(found, authorization=f"Bearer {api_key}")
+    return found
+
+
+async def create_message(request: Request) -> Response:
+    try:
+        body = await parse(request, MessagesRequest)
+    except ClientDisconnect:
+        return gone()
+    app = state(request)
+    request_meta = _meta(request)
+    model = resolve_model(app.config, body.model)
+    key = app.service.guard.authenticate(request_meta.authorization)
+    keys = _conversation_keys(body, key, model)
+    group = _sticky(app).find(keys) if keys else None
+    stuck = _usable(app.config, model, key, group)
+    chat = _chat_request(body, group if stuck and group else model)
+    answer = await unless_gone(request, app.service.handle("chat", chat, request_meta))
+    if answer is None:
+        return gone()
+    route = answer.headers.get("x-triage-route")
+    if keys and route is not None and _usable(app.config, model, None, route):
+        _sticky(app).remember(keys, route)
+    headers = {**answer.headers, "request-id": request_meta.request_id}
+    if keys:
+        headers["x-triage-sticky"] = "hit" if stuck else "new"
+    draft = Draft(body)
+    if isinstance(answer, StreamAnswer):
+        events = MessageEvents(draft, request_meta.request_id)
+        return EventStream(_frames(answer, events), {**headers, "cache-control": "no-cache"})
+    return FastJSONResponse(from_chat(draft, answer.body), headers=headers)
+
+
+def _conversation_keys(body: MessagesRequest, key: KeySpec | None, model: str) -> list[str]:
+    """The conversation's sticky key: its `metadata.user_id`, scoped to the caller's key and
+    the alias it asked for (Claude Code's background requests map to another name)."""
+    if body.user_id is None:
+        return []
+    owner = key.id if key is not None else ""
+    raw = f"{owner}\0messages\0{model}\0{body.user_id}"
+    return [hashlib.sha256(raw.encode()).hexdigest()]
+
+
+def _usable(config: Config, model: str, key: KeySpec | None, group: str | None) -> bool:
+    """Only turns for an alias stick, to a group that still exists and the key may name."""
+    if group is None or not is_alias(config, model) or group not in config.groups:
+        return False
+    return key is None or not key.models or group in key.models
+
+
+def _chat_request(body: MessagesRequest, model: str) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate(to_chat(body, model))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _frames(answer: StreamAnswer, events: MessageEvents) -> AsyncGenerator[bytes, None]:
+    """The chat stream as Messages events; a failure after the start is an `error` event."""
+    chunks = answer.chunks
+    try:
+        yield _encode(events.start())
+        try:
+            async for batch in chunks:
+                out: list[Event] = []
+                for chunk in batch:
+                    out += events.feed(chunk if isinstance(chunk, dict) else loads(chunk))
+                if out:
+                    yield _encode(out)
+        except TriageError as err:
+            yield _encode(events.fail(err))
+            return
+        yield _encode(events.finish())
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _encode(events: list[Event]) -> bytes:
+    return b"".join(
+        b"event: " + event["type"].encode() + b"\ndata: " + dumps(event) + b"\n\n"
+        for event in events
+    )
+
+
+async def count_tokens(request: Request) -> Response:
+    try:
+        body = await parse(request, CountTokensRequest)
+    except ClientDisconnect:
+        return gone()
+    app = state(request)
+    service = app.service
+    key = service.guard.authenticate(_meta(request).authorization)
+    model = resolve_model(app.config, body.model)
+    groups = app.config.groups
+    if model not in groups and not is_alias(app.config, model):
+        raise NotFound(f"The model `{body.model}` does not exist", param="model")
+    service.guard.authorize(key, model, None)
+    chat = conversation(body, model)
+    upstream = groups[model][0].litellm_params.model if model in groups else None
+    counter: TokenCounter = app.extras.setdefault(COUNTER, TokenCounter())
+    # The first count loads an encoding (~2 s of CPU): never on the event loop.
+    tokens, how = await asyncio.to_thread(counter.count, chat, upstream)
+    return FastJSONResponse({"input_tokens": tokens}, headers={"x-triage-token-count": how})
+
+
+async def root(request: Request) -> Response:
+    return FastJSONResponse({"status": "ok"})
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/messages", create_message, methods=["POST"]),
+    Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    Route("/", root, methods=["GET", "HEAD"]),
+]

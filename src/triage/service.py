@@ -178,7 +178,7 @@ class Service:
                 lambda d, usage: self.accountant.cost_on(d, usage, 0.0),
                 self.config.auth.reserve_output_tokens,
             )
-            reservation = self.guard.reserve(self.guard.ask(key, tokens, cost))
+            reservation = await self.guard.reserve(self.guard.ask(key, tokens, cost))
         return plan, key, body, reservation
 
     async def _sensitive(self, body: dict[str, Any]) -> tuple[str, ...]:
@@ -312,7 +312,7 @@ class Service:
         self.metrics.in_flight.dec()
         committed = self.accountant.record(record)
         tokens = record.usage.total_tokens if record.usage else 0
-        self.guard.settle(record.reservation, tokens, record.cost)
+        await self.guard.settle(record.reservation, tokens, record.cost)
         if committed is not None:
             await committed
 

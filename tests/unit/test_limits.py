@@ -4,6 +4,7 @@ of counters for every process that opens the file."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -30,57 +31,61 @@ def _ask(**kw: object) -> Ask:
     return Ask(**{**base, **kw})  # type: ignore[arg-type]
 
 
-def test_holds_count_until_settled_and_release_the_rest(make: Factory) -> None:
+async def test_holds_count_until_settled_and_release_the_rest(make: Factory) -> None:
     store = make()
-    first = store.reserve(_ask(daily_usd=Decimal("2.5")), NOW)
-    second = store.reserve(_ask(daily_usd=Decimal("2.5")), NOW)
+    first = await store.reserve(_ask(daily_usd=Decimal("2.5")), NOW)
+    second = await store.reserve(_ask(daily_usd=Decimal("2.5")), NOW)
     assert isinstance(first, Reservation) and isinstance(second, Reservation)
-    third = store.reserve(_ask(daily_usd=Decimal("2.5")), NOW)
+    third = await store.reserve(_ask(daily_usd=Decimal("2.5")), NOW)
     assert isinstance(third, Refusal) and third.limit == "daily"
-    store.settle(first, 3, Decimal("0.25"), NOW)  # it cost less than its worst case
-    assert isinstance(store.reserve(_ask(daily_usd=Decimal("2.5")), NOW), Reservation)
-    snap = store.snapshot("k", NOW)
+    await store.settle(first, 3, Decimal("0.25"), NOW)  # it cost less than its worst case
+    assert isinstance(await store.reserve(_ask(daily_usd=Decimal("2.5")), NOW), Reservation)
+    snap = await store.snapshot("k", NOW)
     assert snap.spent_today == Decimal("0.25") and snap.reserved_usd == Decimal("2")
     assert snap.in_flight == 2
 
 
-def test_a_refusal_consumes_no_other_limit(make: Factory) -> None:
+async def test_a_refusal_consumes_no_other_limit(make: Factory) -> None:
     store = make()
     for _ in range(3):
-        refused = store.reserve(_ask(rpm=2, tpm=100, monthly_usd=Decimal("0")), NOW)
+        refused = await store.reserve(_ask(rpm=2, tpm=100, monthly_usd=Decimal("0")), NOW)
         assert isinstance(refused, Refusal) and refused.limit == "monthly"
-    snap = store.snapshot("k", NOW)
+    snap = await store.snapshot("k", NOW)
     assert snap.requests_last_minute == 0 and snap.tokens_last_minute == 0
 
 
-def test_zero_budget_admits_only_free_requests(make: Factory) -> None:
+async def test_zero_budget_admits_only_free_requests(make: Factory) -> None:
     store = make()
-    assert isinstance(store.reserve(_ask(daily_usd=Decimal(0)), NOW), Refusal)
-    assert isinstance(store.reserve(_ask(cost=Decimal(0), daily_usd=Decimal(0)), NOW), Reservation)
+    assert isinstance(await store.reserve(_ask(daily_usd=Decimal(0)), NOW), Refusal)
+    assert isinstance(
+        await store.reserve(_ask(cost=Decimal(0), daily_usd=Decimal(0)), NOW), Reservation
+    )
 
 
-def test_tpm_refuses_a_single_request_over_the_limit_without_retry_after(make: Factory) -> None:
-    refused = make().reserve(_ask(tokens=20_000, tpm=100), NOW)
+async def test_tpm_refuses_a_single_request_over_the_limit_without_retry_after(
+    make: Factory,
+) -> None:
+    refused = await make().reserve(_ask(tokens=20_000, tpm=100), NOW)
     assert isinstance(refused, Refusal) and refused.retry_after is None
     assert "more than key `k`'s limit of 100" in refused.message
 
 
-def test_windows_slide_and_abandoned_holds_lapse(make: Factory) -> None:
+async def test_windows_slide_and_abandoned_holds_lapse(make: Factory) -> None:
     store = make(ttl=120.0)
     ask = _ask(rpm=1, tpm=10, daily_usd=Decimal("1"))
-    assert isinstance(store.reserve(ask, NOW), Reservation)
-    refused = store.reserve(ask, NOW + 30)
+    assert isinstance(await store.reserve(ask, NOW), Reservation)
+    refused = await store.reserve(ask, NOW + 30)
     assert isinstance(refused, Refusal) and refused.limit == "rpm"
     assert refused.retry_after == 30
     # A minute later the rpm and tpm windows have moved on, but the unsettled hold still
     # holds the whole budget...
-    refused = store.reserve(ask, NOW + 61)
+    refused = await store.reserve(ask, NOW + 61)
     assert isinstance(refused, Refusal) and refused.limit == "daily"
     # ...until it lapses.
-    assert isinstance(store.reserve(ask, NOW + 121), Reservation)
+    assert isinstance(await store.reserve(ask, NOW + 121), Reservation)
 
 
-def test_spend_is_seeded_from_the_ledger_once_per_period(make: Factory) -> None:
+async def test_spend_is_seeded_from_the_ledger_once_per_period(make: Factory) -> None:
     calls: list[float] = []
 
     def spend_since(key: str, start: float) -> Decimal:
@@ -88,9 +93,9 @@ def test_spend_is_seeded_from_the_ledger_once_per_period(make: Factory) -> None:
         return Decimal("0.75")
 
     store = make(spend_since=spend_since)
-    refused = store.reserve(_ask(cost=Decimal("0.5"), daily_usd=Decimal("1")), NOW)
+    refused = await store.reserve(_ask(cost=Decimal("0.5"), daily_usd=Decimal("1")), NOW)
     assert isinstance(refused, Refusal)
-    assert store.snapshot("k", NOW).spent_today == Decimal("0.75")
+    assert (await store.snapshot("k", NOW)).spent_today == Decimal("0.75")
     assert len(calls) == 2  # day and month, each once
 
 
@@ -102,7 +107,7 @@ def test_two_stores_on_one_file_share_one_set_of_counters(tmp_path: Path) -> Non
 
     def run(store: SqliteLimits) -> None:
         for _ in range(25):
-            result = store.reserve(_ask(rpm=10, daily_usd=Decimal("100")), NOW)
+            result = asyncio.run(store.reserve(_ask(rpm=10, daily_usd=Decimal("100")), NOW))
             with lock:
                 results.append(result)
 
@@ -112,4 +117,5 @@ def test_two_stores_on_one_file_share_one_set_of_counters(tmp_path: Path) -> Non
     for thread in threads:
         thread.join()
     assert sum(isinstance(r, Reservation) for r in results) == 10
-    assert {w.snapshot("k", NOW).requests_last_minute for w in workers} == {10}
+    snaps = [asyncio.run(w.snapshot("k", NOW)) for w in workers]
+    assert {s.requests_last_minute for s in snaps} == {10}

@@ -113,9 +113,9 @@ class Guard:
             monthly_usd=key.budget.monthly_usd,
         )
 
-    def reserve(self, ask: Ask) -> Reservation:
+    async def reserve(self, ask: Ask) -> Reservation:
         """Hold `ask` against every limit of its key, or raise 429 naming the one it breaks."""
-        result = self.limits.reserve(ask, self.wall_clock())
+        result = await self.limits.reserve(ask, self.wall_clock())
         if isinstance(result, Refusal):
             error = {"daily": BudgetExceeded, "monthly": BudgetExceeded, "tpm": TokensExceeded}
             raise error.get(result.limit, RateLimited)(
@@ -123,15 +123,15 @@ class Guard:
             )
         return result
 
-    def settle(self, reservation: Reservation | None, tokens: int, cost: Decimal) -> None:
+    async def settle(self, reservation: Reservation | None, tokens: int, cost: Decimal) -> None:
         if reservation is not None:
-            self.limits.settle(reservation, tokens, cost, self.wall_clock())
+            await self.limits.settle(reservation, tokens, cost, self.wall_clock())
 
-    def summary(self) -> list[dict[str, Any]]:
+    async def summary(self) -> list[dict[str, Any]]:
         now = self.wall_clock()
         out = []
         for spec in self.settings.keys:
-            snap = self.limits.snapshot(spec.id, now)
+            snap = await self.limits.snapshot(spec.id, now)
             out.append(
                 {
                     "id": spec.id,

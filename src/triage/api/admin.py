@@ -25,4 +25,4 @@ async def keys(request: Request) -> dict[str, Any]:
     app_state = state(request)
     guard = app_state.runtime.guard
     guard.authenticate_admin(request.headers.get("authorization"))
-    return {"object": "list", "data": guard.summary()}
+    return {"object": "list", "data": await guard.summary()}

@@ -74,9 +74,14 @@ class Snapshot:
 
 
 class LimitStore(Protocol):
-    def reserve(self, ask: Ask, now: float) -> Reservation | Refusal: ...
-    def settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None: ...
-    def snapshot(self, key_id: str, now: float) -> Snapshot: ...
+    """Async so that a networked backend (Redis) can await its round trip; each call is one
+    atomic step of the backend."""
+
+    async def reserve(self, ask: Ask, now: float) -> Reservation | Refusal: ...
+    async def settle(
+        self, reservation: Reservation, tokens: int, cost: Decimal, now: float
+    ) -> None: ...
+    async def snapshot(self, key_id: str, now: float) -> Snapshot: ...
     def close(self) -> None: ...
 
 
@@ -131,14 +136,15 @@ class _Key:
 
 
 class MemoryLimits:
-    """One process's counters, touched only from its event loop (so each call is atomic)."""
+    """One process's counters, touched only from its event loop; no call awaits anything, so
+    each is atomic."""
 
     def __init__(self, spend_since: SpendSince | None = None, *, ttl: float = 900.0) -> None:
         self.spend_since = spend_since
         self.ttl = ttl
         self._keys: dict[str, _Key] = {}
 
-    def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
+    async def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
         entry = self._entry(ask.key_id, now)
         refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
         if refusal is not None:
@@ -151,7 +157,9 @@ class MemoryLimits:
         entry.held[reservation.id] = reservation
         return reservation
 
-    def settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
+    async def settle(
+        self, reservation: Reservation, tokens: int, cost: Decimal, now: float
+    ) -> None:
         entry = self._entry(reservation.key_id, now)
         counted = entry.by_id.pop(reservation.id, None)
         if counted is not None:
@@ -161,7 +169,7 @@ class MemoryLimits:
             start, spent = self._period(reservation.key_id, entry, now, period)
             entry.periods[period] = (start, spent + cost)
 
-    def snapshot(self, key_id: str, now: float) -> Snapshot:
+    async def snapshot(self, key_id: str, now: float) -> Snapshot:
         entry = self._entry(key_id, now)
         counted = self._counted(key_id, entry, now)
         return Snapshot(

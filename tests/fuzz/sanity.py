@@ -71,11 +71,24 @@ def assert_openai_error(body: bytes) -> dict[str, Any]:
     return error
 
 
-# The events a whole Responses API stream ends with (it sends no `[DONE]`).
+def assert_anthropic_error(body: bytes) -> dict[str, Any]:
+    """An error on Anthropic's paths (`/v1/messages...`), in Anthropic's shape."""
+    document = json.loads(body)
+    assert isinstance(document, dict) and document.get("type") == "error", body[:300]
+    assert set(document) == {"type", "error", "request_id"}, body[:300]
+    error = document["error"]
+    assert isinstance(error, dict) and set(error) == {"type", "message"}, body[:300]
+    assert isinstance(error["message"], str) and error["message"], body[:300]
+    return error
+
+
+# The events a whole Responses API or Messages API stream ends with (neither sends `[DONE]`).
 RESPONSES_END = (
     b"event: response.completed",
     b"event: response.incomplete",
     b"event: response.failed",
+    b"event: message_stop",
+    b"event: error",
 )
 
 
@@ -85,7 +98,10 @@ def assert_sane(status: int, body: bytes, content_type: str) -> None:
     assert not any(leak in body for leak in LEAKS), body[:500]
     if status >= 400:
         assert content_type.startswith("application/json"), content_type
-        assert_openai_error(body)
+        if body.startswith(b'{"type":"error"'):
+            assert_anthropic_error(body)
+        else:
+            assert_openai_error(body)
     elif content_type.startswith("text/event-stream"):
         last = body.rstrip().rsplit(b"\n\n", 1)[-1]  # the last event
         assert last.endswith(b"data: [DONE]") or last.startswith(RESPONSES_END), body[-300:]

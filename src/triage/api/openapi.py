@@ -3,12 +3,13 @@
 FastAPI generates it from the routes, but the OpenAI endpoints read their raw body (so a bad body
 is an OpenAI-shaped 400, not FastAPI's 422) and FastAPI cannot see those bodies. This module adds
 them from the `protocol` models, documents the OpenAI error shape every error is rendered in, and
-replaces FastAPI's 422 — which Triage never answers — with that 400.
+replaces FastAPI's 422 — which Triage never answers — with that 400. Anthropic's paths
+(`/v1/messages...`) document Anthropic's error shape instead, as they render it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from triage.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from triage.protocols.anthropic import CountTokensRequest, MessagesRequest
 from triage.protocols.responses import ResponsesRequest
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -51,6 +53,8 @@ BODIES: tuple[tuple[str, type[BaseModel], bool], ...] = (
     ("/v1/completions", CompletionRequest, True),
     ("/v1/embeddings", EmbeddingRequest, False),
     ("/v1/responses", ResponsesRequest, True),
+    ("/v1/messages", MessagesRequest, True),
+    ("/v1/messages/count_tokens", CountTokensRequest, False),
     ("/v1/triage/explain", ChatCompletionRequest, False),
 )
 
@@ -68,6 +72,20 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorResponse(BaseModel):
+    """What errors look like on Anthropic's paths, as Anthropic renders them."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+    request_id: str | None
+
+
+ANTHROPIC_PREFIX = "/v1/messages"
 Schema = dict[str, Any]
 
 
@@ -77,6 +95,7 @@ def _definitions() -> tuple[dict[type[BaseModel], Schema], Schema]:
         (model, "validation") for _, model, _ in BODIES
     ]
     modes.append((ErrorResponse, "serialization"))
+    modes.append((AnthropicErrorResponse, "serialization"))
     refs, top = models_json_schema(modes, ref_template=REF_TEMPLATE)
     return {model: refs[model, mode] for model, mode in modes}, top.get("$defs", {})
 
@@ -96,9 +115,14 @@ def _ok_response(streams: bool) -> Schema:
     return {"description": "Successful Response", "content": content}
 
 
+def _error_ref(path: str, refs: dict[type[BaseModel], Schema]) -> Schema:
+    anthropic = path.startswith(ANTHROPIC_PREFIX)
+    return refs[AnthropicErrorResponse if anthropic else ErrorResponse]
+
+
 def _add_bodies(paths: Schema, refs: dict[type[BaseModel], Schema]) -> None:
-    errors = _error_responses(refs[ErrorResponse])
     for path, model, streams in BODIES:
+        errors = _error_responses(_error_ref(path, refs))
         # The OpenAI endpoints are plain Starlette routes, which FastAPI does not document.
         operation = paths.setdefault(path, {}).setdefault("post", _operation(path))
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": refs[model]}}}
@@ -114,10 +138,11 @@ def _operation(path: str) -> Schema:
     }
 
 
-def _document_errors(paths: Schema, error_ref: Schema) -> None:
-    """Any status an operation does not list is an OpenAI error, and FastAPI's 422 is never sent:
-    Triage renders its validation errors (query parameters) as a 400."""
+def _document_errors(paths: Schema, refs: dict[type[BaseModel], Schema]) -> None:
+    """Any status an operation does not list is an error in its path's shape, and FastAPI's 422
+    is never sent: Triage renders its validation errors (query parameters) as a 400."""
     for path, item in paths.items():
+        error_ref = _error_ref(path, refs)
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})
             if responses.pop("422", None) is not None:
@@ -141,7 +166,7 @@ def build_openapi(app: FastAPI) -> Schema:
         fastapi_schemas.pop(name, None)
     fastapi_schemas.update(definitions)
     _add_bodies(schema["paths"], refs)
-    _document_errors(schema["paths"], refs[ErrorResponse])
+    _document_errors(schema["paths"], refs)
     return schema
 
 

@@ -19,7 +19,8 @@ limits, the sensitive scan, retries, metering) applies unchanged. The mapping:
 - `max_tokens` -> `max_completion_tokens`; `stop_sequences` -> `stop`; `temperature`, `top_p`
   as they are; `top_k` is dropped (not a Chat Completions field);
 - `thinking: {type: enabled, budget_tokens}` -> `reasoning_effort` (under 4096 low, under 16384
-  medium, else high; `adaptive` -> medium); `metadata.user_id` -> `user`.
+  medium, else high; `adaptive` -> medium), as does `output_config.effort`;
+  `output_config.format` (a JSON schema) -> `response_format`; `metadata.user_id` -> `user`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class MessagesRequest(CountTokensRequest):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None
     metadata: Block | None = None
+    output_config: Block | None = None
     stream: StrictBool = False
 
     @property
@@ -84,7 +86,24 @@ def to_chat(request: MessagesRequest, model: str) -> dict[str, Any]:
         body["stop"] = request.stop_sequences
     if request.user_id is not None:
         body["user"] = request.user_id
+    body.update(_output_config(request.output_config))
     return body
+
+
+def _output_config(config: Block | None) -> dict[str, Any]:
+    """`output_config.effort` as `reasoning_effort` (xhigh and max as high), and
+    `output_config.format` (a JSON schema) as `response_format`."""
+    out: dict[str, Any] = {}
+    effort = (config or {}).get("effort")
+    if effort in ("low", "medium", "high", "xhigh", "max"):
+        out["reasoning_effort"] = effort if effort in ("low", "medium", "high") else "high"
+    fmt = (config or {}).get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        if not isinstance(fmt.get("schema"), dict):
+            raise BadRequest("output_config.format needs a `schema`", param="output_config")
+        schema = {"name": "output", "schema": fmt["schema"]}
+        out["response_format"] = {"type": "json_schema", "json_schema": schema}
+    return out
 
 
 def _conversation(request: CountTokensRequest, model: str) -> dict[str, Any]:

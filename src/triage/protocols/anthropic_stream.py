@@ -151,7 +151,12 @@ def ping() -> Event:
 
 def _delta_usage(usage: Block) -> Block:
     """message_delta's usage: cumulative counts (input too: it was unknown at message_start)."""
-    keys = ("input_tokens", "output_tokens", "cache_creation_input_tokens")
-    out = {k: usage[k] for k in keys}
-    out["cache_read_input_tokens"] = usage["cache_read_input_tokens"]
-    return out
+    keys = (
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens_details",
+        "server_tool_use",
+    )
+    return {k: usage[k] for k in keys}

@@ -268,6 +268,12 @@ def test_claude_model_names_route_through_model_group_alias(
     assert [(r.route, r.status) for r in rows] == [("small", 200), ("local", 200)]
 
 
+def test_chat_completions_take_the_same_model_names(gateway: str) -> None:
+    body = {"model": "claude-3-5-haiku-latest", "messages": [_user("hi")]}
+    response = httpx.post(gateway + "/v1/chat/completions", json=body, timeout=10)
+    assert response.status_code == 200 and response.headers["x-triage-route"] == "small"
+
+
 def test_unknown_alias_target_is_a_path_named_config_error(
     fake: FakeUpstreamThread, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ Like every OpenAI endpoint these are plain Starlette routes: they read their own
 one is an OpenAI-shaped 400) and need none of FastAPI's dependency solving, which costs about
 as much again as the routing itself (~35 µs a request). api/openapi.py documents them.
 A client that leaves, mid-upload or while the upstream works, ends the request (disconnect.py).
+The requested model name goes through `router_settings.model_group_alias` first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from triage.api.deps import meta, parse, state
 from triage.api.disconnect import gone, unless_gone
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream, frames
+from triage.config.group_alias import resolve_model
 from triage.engine.base import CallKind
 from triage.protocol import ChatCompletionRequest, CompletionRequest
 from triage.protocol import Request as Body
@@ -27,7 +29,11 @@ async def _serve(request: Request, kind: CallKind, model: type[Body]) -> Respons
         body = await parse(request, model)
     except ClientDisconnect:  # an abandoned upload: nothing to answer, nothing to log
         return gone()
-    answer = await unless_gone(request, state(request).service.handle(kind, body, meta(request)))
+    app = state(request)
+    model = resolve_model(app.config, body.model)
+    if model != body.model:
+        body = body.model_copy(update={"model": model})
+    answer = await unless_gone(request, app.service.handle(kind, body, meta(request)))
     if answer is None:
         return gone()
     if isinstance(answer, StreamAnswer):

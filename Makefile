@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 CONFIG ?= config.example.yaml
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real real-deps test-shared
+.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real real-deps test-shared weights
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ test: lint typecheck unit
 # is missing: run this target only where ../shared exists. Never part of `make test`.
 test-shared: venv
 	$(BIN)/pytest -q -m shared
+
+# Rebuild the shipped classifier weights from the licence-clean rows of ../shared beside the clone
+# (never copied into the project; classify/build.py says which files and rows). ~6 min on one core.
+weights: venv
+	nice -n 10 $(BIN)/python -m triage.classify.build --shared ../shared
 
 # A real llama.cpp server (llama-cpp-python, built from its sdist: ~7 min cold on 2 cores, once;
 # it stays in the venv) in front of a tiny model the suite generates itself.

@@ -1,7 +1,8 @@
 """Latency benchmark for the task-type classifier (shipped weights).
 
 Times N calls per prompt shape with time.perf_counter_ns and prints p50 / p99 / mean in
-microseconds. The budget is p50 <= 100us and p99 <= 1ms for a 4 KB prompt.
+microseconds. The budget is p50 <= 100us for everyday prompts, p99 <= 1ms for prompts up to
+16 KB, and loading the shipped weights (median of several loads) <= 300ms.
 
     .venv/bin/python bench/classify_bench.py [--n 5000]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,12 +46,19 @@ def passage(chars: int, seed: int = 7) -> str:
 def prompts() -> dict[str, list[dict[str, Any]]]:
     question = "Based on the report below, which measures did the council adopt and why?\n\n"
     long_text = question + passage(4096 - len(question))
+    huge_text = question + passage(16384 - len(question))
+    log = "\n".join(
+        f"2024-05-0{i % 9 + 1} ERROR worker[{i}]: timeout after {i * 7}ms" for i in range(300)
+    )
+    log_ask = log[:16200] + "\n\nWhy do these workers time out, and how do I fix the retry code?"
     code = (
         "Why does this raise KeyError?\n```python\ndef total(orders):\n"
         "    return sum(o['price'] * o['qty'] for o in orders)\n```"
     )
     return {
         "4KB passage question": [{"role": "user", "content": long_text}],
+        "16KB passage question": [{"role": "user", "content": huge_text}],
+        "16KB log + ask": [{"role": "user", "content": log_ask}],
         "short question": [{"role": "user", "content": "What causes the northern lights?"}],
         "hi": [{"role": "user", "content": "hi"}],
         "code with fence": [{"role": "user", "content": code}],
@@ -59,6 +68,11 @@ def prompts() -> dict[str, list[dict[str, Any]]]:
             {"role": "assistant", "content": "Doing well! What can I help you with today?"},
             {"role": "user", "content": "Write a haiku about a lighthouse in winter fog."},
         ],
+        "follow-up": [
+            {"role": "user", "content": code},
+            {"role": "assistant", "content": "The dict has no 'qty' key in some orders."},
+            {"role": "user", "content": "now make it faster"},
+        ],
     }
 
 
@@ -66,9 +80,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="classifier latency benchmark")
     parser.add_argument("--n", type=int, default=5000)
     args = parser.parse_args()
-    started = time.perf_counter()
-    classifier = Classifier.load()
-    print(f"load shipped weights: {(time.perf_counter() - started) * 1000:.1f}ms")
+    loads = []
+    for _ in range(5):
+        started = time.perf_counter()
+        classifier = Classifier.load()
+        loads.append((time.perf_counter() - started) * 1000)
+    print(f"load shipped weights: median {statistics.median(loads):.1f}ms of 5")
     for name, messages in prompts().items():
         chars = len(messages[-1]["content"])
 

@@ -75,7 +75,7 @@ def test_difficulty_is_bounded_and_higher_for_long_multi_step_math(classifier: C
 def test_the_last_user_turn_is_what_gets_classified(classifier: Classifier) -> None:
     messages = [
         {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "hey, how's it going?"},
+        {"role": "user", "content": "hey there, good morning!"},
         {"role": "assistant", "content": "Great, thanks! What can I do for you?"},
         {"role": "user", "content": "Write a JavaScript function that tests if a number is prime."},
     ]

@@ -6,12 +6,17 @@ import pytest
 
 from triage.classify.features import analyse
 from triage.classify.prompt import from_messages, from_text
-from triage.classify.rules import apply_rules
+from triage.classify.rules import HINT_BASE, HINTS, apply_rules, follows_up, hint_ids
 
 PASSAGE = (
     "The Harlow Canal was built between 1792 and 1803 to carry coal from the upper valley "
     "to the port. It is 56 kilometres long with 31 locks. Railways took its trade after 1851, "
     "and commercial traffic ended in 1938; volunteers reopened it for leisure boats in 2004."
+)
+
+CRASH_LOG = "\n".join(
+    f"09:1{n}:55 importer[{n}] ERROR row {n * 40}: ValueError: could not parse date"
+    for n in range(6)
 )
 
 
@@ -23,9 +28,7 @@ def rule_for(text: str) -> str | None:
 @pytest.mark.parametrize(
     ("text", "rule"),
     [
-        ("Why does this fail?\n```python\nprint(items[0]['name'])\n```", "code_fence"),
-        ("What does this do?\n\ndef total(xs):\n    return sum(xs)", "code_syntax"),
-        ("Fix my query: SELECT name, email FROM users WHERE age > 30 ORDER BY name", "code_syntax"),
+        (f"{CRASH_LOG}\n\nWhy does the importer crash, and how do I fix it?", "debug_paste"),
         ("Translate into Spanish: 'The library opens at nine.'", "translate"),
         (f"Summarize this in two sentences.\n\n{PASSAGE}", "summarize"),
         ("What is 17 * 23 + 4?", "arithmetic"),
@@ -42,6 +45,9 @@ def test_rule_fires_on_clear_case(text: str, rule: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        # A question about a pasted log, or prose editing of one, is not debugging.
+        f"{CRASH_LOG}\n\nAt what time did the importer stop?",
+        f"Fix the spelling in this incident note:\n\n{CRASH_LOG}",
         # A fence around prose is not code.
         "Make this rhyme better:\n```\nRoses are red\nthe sky is wide\n```",
         # Talking about programming languages is not code syntax.
@@ -63,6 +69,41 @@ def test_rule_fires_on_clear_case(text: str, rule: str) -> None:
 )
 def test_rule_stays_quiet_on_near_miss(text: str) -> None:
     assert rule_for(text) is None
+
+
+def hints_for(text: str) -> set[str]:
+    fired = hint_ids(analyse(from_text(text)))
+    return {name for index, (name, _) in enumerate(HINTS) if HINT_BASE + index in fired}
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("Why does this fail?\n```python\nprint(items[0]['name'])\n```", "code_fence"),
+        ("What does this do?\n\ndef total(xs):\n    return sum(xs)", "code_syntax"),
+        ("Fix my query: SELECT name, email FROM users WHERE age > 30 ORDER BY name", "code_syntax"),
+    ],
+)
+def test_code_markers_are_hints_for_the_model_not_verdicts(text: str, hint: str) -> None:
+    # Documentation with code in it gets summarised too, so code markers never decide alone.
+    assert hint in hints_for(text)
+    assert rule_for(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "follows"),
+    [
+        ("now make it faster", True),
+        ("shorter please", True),
+        ("what about in Rust?", True),
+        ("Can you explain that again?", True),
+        ("great, thanks!", False),
+        ("Write a limerick about a goose who runs a bakery in Leeds.", False),
+        ("Summarize this:\n\n" + PASSAGE, False),
+    ],
+)
+def test_follow_up_is_a_short_turn_that_points_back(text: str, follows: bool) -> None:
+    assert follows_up(analyse(from_text(text))) is follows
 
 
 def test_code_followup_needs_code_in_the_previous_turn() -> None:

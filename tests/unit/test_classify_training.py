@@ -81,3 +81,28 @@ def test_build_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
     first = build(examples, tmp_path / "a", epochs=3, seed=0, folds=2).read_bytes()
     second = build(examples, tmp_path / "b", epochs=3, seed=0, folds=2).read_bytes()
     assert first == second
+
+
+def test_build_reads_only_licence_clean_shared_rows_and_records_them(tmp_path: Path) -> None:
+    from triage.classify.build import SHARED_FILES, gather
+    from triage.classify.store import read
+
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text("".join(json.dumps({"prompt": p, "label": lb}) + "\n" for p, lb in ROWS))
+    shared = tmp_path / "shared"
+    clean = {"prompt": "Write a Kotlin function that parses dates", "label": "code", "nc": False}
+    unclear = {"prompt": "Rate this film review from one to five", "label": "classification"}
+    for name in SHARED_FILES:
+        (shared / name).parent.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps(clean), json.dumps(unclear | {"nc": True, "id": "x"})]
+        (shared / name).write_text("\n".join(lines) + "\n")
+    rows, _ = gather(examples, shared)
+    assert ("Write a Kotlin function that parses dates", "code") in rows
+    assert all(text != unclear["prompt"] for text, _ in rows)
+    path = build(examples, tmp_path / "out", shared=shared, epochs=2, seed=0, folds=2)
+    provenance = read(path).provenance or {}
+    assert provenance["command"] == "python -m triage.classify.build --shared ../shared"
+    files = {source["file"]: source for source in provenance["sources"]}
+    assert all(
+        files[name]["rows"] == 1 and len(files[name]["sha256"]) == 64 for name in SHARED_FILES
+    )

@@ -4,7 +4,8 @@ Owns fitting one temperature T from out-of-fold predictions (k-fold cross-valida
 training rows) and folding 1/T into a model's weights. A model trained to ~100% training
 accuracy is overconfident: its raw softmax says 0.99 where it is right perhaps 85% of the time.
 Dividing every logit by T fixes that without changing which task wins, and because the division
-is folded into the stored weights it costs nothing at classification time.
+is folded into the stored weights it costs nothing at classification time. Also owns choosing the
+heavy head's threshold from the same out-of-fold predictions.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ from collections.abc import Sequence
 from zlib import crc32
 
 from triage.classify.classifier import Classifier, example_ids
-from triage.classify.linear import LinearModel, unpack
+from triage.classify.linear import LinearModel, softmax, unpack
 from triage.classify.prompt import split_instruction
-from triage.classify.taxonomy import check_label
-from triage.classify.train import train
+from triage.classify.sgd import example
+from triage.classify.taxonomy import DEFAULT_TIERS, TASKS, check_label
+from triage.classify.train import train_examples
 
-# Log-spaced candidates from 0.5 to ~16: wide enough for any model this trainer produces.
 SHARED_PASSAGE = 200
+# Log-spaced candidates from 0.5 to ~16: wide enough for any model this trainer produces.
 TEMPERATURES = tuple(0.5 * 2 ** (step / 8) for step in range(41))
+# Heavy-head thresholds tried from the strictest down (0.50, 0.48, ... 0.06).
+HEAVY_THRESHOLDS = tuple(round(0.5 - 0.02 * step, 2) for step in range(23))
+LIGHT_TO_HEAVY_BUDGET = 0.03
+HEAVY = tuple(index for index, task in enumerate(TASKS) if DEFAULT_TIERS[task] == "heavy")
 
 
 def _nll(scored: Sequence[tuple[list[float], int]], temperature: float) -> float:
@@ -46,17 +52,15 @@ def out_of_fold_logits(
 ) -> list[tuple[list[float], int]]:
     """Logits for every row from a model that did not see it (or its passage)."""
     assigned = [fold_of(text, folds) for text, _ in rows]
+    examples = [example(example_ids(text), check_label(label)) for text, label in rows]
     scored: list[tuple[list[float], int]] = []
     for fold in range(folds):
-        held_out = [row for row, where in zip(rows, assigned, strict=True) if where == fold]
-        kept = [row for row, where in zip(rows, assigned, strict=True) if where != fold]
+        held_out = [row for row, where in zip(examples, assigned, strict=True) if where == fold]
+        kept = [row for row, where in zip(examples, assigned, strict=True) if where != fold]
         if not held_out or not kept:
             continue
-        trained = train(kept, epochs=epochs, seed=seed)
-        scored.extend(
-            (trained.model.logits(example_ids(text)), check_label(label))
-            for text, label in held_out
-        )
+        trained = train_examples(kept, epochs=epochs, seed=seed)
+        scored.extend((trained.model.logits(ids), label) for ids, label, _ in held_out)
     return scored
 
 
@@ -79,4 +83,42 @@ def with_temperature(classifier: Classifier, temperature: float) -> Classifier:
         for bucket, packed in model.rows.items()
     }
     bias = [value / temperature for value in model.bias]
-    return Classifier(LinearModel.from_floats(rows, bias))
+    return Classifier(LinearModel.from_floats(rows, bias), classifier.heavy_threshold)
+
+
+def heavy_calls(
+    scored: Sequence[tuple[list[float], int]], temperature: float, threshold: float
+) -> tuple[float, float]:
+    """(heavy recall, share of light rows sent heavy) of the heavy head at `threshold`."""
+    heavy_hit = heavy_all = light_hit = light_all = 0
+    for logits, label in scored:
+        probs = softmax([value / temperature for value in logits])
+        best = probs.index(max(probs))
+        sent = best in HEAVY or sum(probs[i] for i in HEAVY) >= threshold
+        if label in HEAVY:
+            heavy_all, heavy_hit = heavy_all + 1, heavy_hit + sent
+        elif DEFAULT_TIERS[TASKS[label]] == "light":
+            light_all, light_hit = light_all + 1, light_hit + sent
+    return heavy_hit / max(heavy_all, 1), light_hit / max(light_all, 1)
+
+
+def fit_heavy_threshold(
+    scored: Sequence[tuple[list[float], int]],
+    temperature: float,
+    *,
+    light_budget: float = LIGHT_TO_HEAVY_BUDGET,
+) -> float:
+    """The lowest threshold whose out-of-fold share of light rows sent heavy stays within
+    `light_budget` (1.0, the top task only, when even the strictest candidate exceeds it).
+
+    Recall first: missing a hard prompt costs a wrong answer, sending an easy one heavy costs
+    money, so the threshold goes as low as the budget allows. Out-of-fold rows come from the
+    training distribution, where the model is surer than on real traffic; a low threshold
+    holds back recall for the prompts it has never seen the like of.
+    """
+    best = 1.0
+    for threshold in HEAVY_THRESHOLDS:
+        if heavy_calls(scored, temperature, threshold)[1] > light_budget:
+            break
+        best = threshold
+    return best

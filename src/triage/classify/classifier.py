@@ -1,7 +1,8 @@
-"""The Classifier: rules first, then the linear model; produces a Classification.
+"""The Classifier: rules first, then the linear model and its heavy head; a Classification.
 
-Owns the public classification result, loading shipped or saved weights, and adapting a copy of
-the model to an operator's own labelled prompts at start-up.
+Owns the public classification result, the decision (override rules, then the model's argmax,
+then the "needs a heavy model" threshold), follow-up inheritance in conversations, loading
+shipped or saved weights, and adapting a copy of the model to an operator's own prompts.
 """
 
 from __future__ import annotations
@@ -14,17 +15,24 @@ from typing import Any
 
 from triage.classify import store
 from triage.classify.difficulty import difficulty
-from triage.classify.features import analyse
+from triage.classify.features import Analysis, analyse
 from triage.classify.linear import LinearModel, pack, softmax
-from triage.classify.prompt import Prompt, from_messages, from_text
-from triage.classify.rules import RULE_PRECISION, apply_rules
+from triage.classify.prompt import Prompt, earlier_user_text, from_messages, from_text
+from triage.classify.rules import RULE_PRECISION, apply_rules, follows_up, hint_ids
 from triage.classify.sgd import Example, SgdSettings, example, fit
-from triage.classify.taxonomy import DEFAULT_TIERS, TASKS, check_label
+from triage.classify.store import Weights
+from triage.classify.taxonomy import DEFAULT_TIERS, HEAVY_TASKS, TASKS, check_label
 
 # Operator examples are few, so they get the full training rate for a dozen passes: enough to
 # pull borderline prompts that resemble them over to the operator's label. Only the buckets the
 # examples use are touched, so unrelated prompts keep the shipped behaviour.
-ADAPT_SETTINGS = SgdSettings(epochs=12, rate=3.0, decay=0.3, l2=0.0, seed=0)
+ADAPT_SETTINGS = SgdSettings(epochs=12, rate=3.0, decay=0.3, l2=0.0, seed=0, fit_bias=False)
+# A follow-up's probabilities lean this much on the turn it follows: "now make it faster" says
+# little by itself, the request before it says what "it" is.
+INHERIT = 0.7
+# ... unless the turn is clear on its own ("Write a haiku about it" is a new request).
+STANDS_ALONE = 0.9
+HEAVY = tuple(index for index, task in enumerate(TASKS) if task in HEAVY_TASKS)
 
 
 @dataclass(frozen=True)
@@ -39,27 +47,50 @@ class Classification:
     reason: str
 
 
+def feature_ids(analysis: Analysis) -> set[int]:
+    """The model's active features: hashed words, dense signals and code hints."""
+    hints = hint_ids(analysis)
+    return analysis.ids.union(hints) if hints else analysis.ids
+
+
 def example_ids(text: str) -> list[int]:
     """Feature ids of a single-message prompt, as used for training."""
-    return sorted(analyse(from_text(text)).ids)
+    return sorted(feature_ids(analyse(from_text(text))))
 
 
 class Classifier:
-    """Task-type classifier. Immutable: with_examples returns a new one."""
+    """Task-type classifier. Immutable: with_examples returns a new one.
 
-    __slots__ = ("_model",)
+    `heavy_threshold`: when code + reasoning together reach this probability the request goes
+    to the likelier of the two even if a light task has the single highest score; chosen at
+    build time for heavy recall (1.0 or more: argmax only).
+    """
 
-    def __init__(self, model: LinearModel) -> None:
+    __slots__ = ("_heavy_threshold", "_model")
+
+    def __init__(self, model: LinearModel, heavy_threshold: float = 1.0) -> None:
         self._model = model
+        self._heavy_threshold = heavy_threshold
 
     @property
     def model(self) -> LinearModel:
         return self._model
 
+    @property
+    def heavy_threshold(self) -> float:
+        return self._heavy_threshold
+
+    def with_heavy_threshold(self, threshold: float) -> Classifier:
+        return Classifier(self._model, threshold)
+
     @classmethod
     def load(cls, path: Path | None = None) -> Classifier:
         """Weights from `path` (file or directory), or the shipped weights when None."""
-        return cls(store.read(path))
+        weights = store.read(path)
+        return cls(weights.model, weights.heavy_threshold)
+
+    def weights(self) -> Weights:
+        return Weights(self._model, self._heavy_threshold)
 
     def with_examples(self, examples: Mapping[str, Sequence[str]]) -> Classifier:
         """A copy nudged towards the operator's labelled prompts (label -> prompts)."""
@@ -77,7 +108,8 @@ class Classifier:
         fit(items, rows, list(self._model.bias), ADAPT_SETTINGS)
         merged = dict(self._model.rows)
         merged.update((bucket, pack(row)) for bucket, row in rows.items())
-        return Classifier(LinearModel(rows=merged, bias=self._model.bias))
+        model = LinearModel(rows=merged, bias=self._model.bias)
+        return Classifier(model, self._heavy_threshold)
 
     def classify(
         self,
@@ -86,29 +118,60 @@ class Classifier:
         has_tools: bool = False,
         has_response_format: bool = False,
     ) -> Classification:
-        """Classify a chat request by its last user turn."""
+        """Classify a chat request: its last user turn, or for a short follow-up the turn it
+        continues as well."""
         prompt = from_messages(
             messages, has_tools=has_tools, has_response_format=has_response_format
         )
-        return self.classify_prompt(prompt)
+        analysis = analyse(prompt)
+        if apply_rules(analysis) is None and follows_up(analysis):
+            earlier = earlier_user_text(messages)
+            now = self.probabilities(analysis)
+            if earlier.strip() and max(now) < STANDS_ALONE:
+                before = self.probabilities(analyse(from_text(earlier)))
+                mixed = [(1 - INHERIT) * a + INHERIT * b for a, b in zip(now, before, strict=True)]
+                return self._decide(analysis, mixed, "followup")
+        return self._classify(analysis, rules=True)
 
     def classify_text(self, text: str) -> Classification:
         """Classify a single user message."""
-        return self.classify_prompt(from_text(text))
+        return self._classify(analyse(from_text(text)), rules=True)
 
     def classify_prompt(self, prompt: Prompt, *, rules: bool = True) -> Classification:
         """Classify a parsed prompt; rules=False asks the model alone."""
-        analysis = analyse(prompt)
-        probs = softmax(self._model.logits(analysis.ids, analysis.context_ids))
-        hit = apply_rules(analysis) if rules else None
-        if hit is None:
-            best = probs.index(max(probs))
-            task, reason = TASKS[best], "model"
-        else:
+        return self._classify(analyse(prompt), rules=rules)
+
+    def probabilities(self, analysis: Analysis) -> list[float]:
+        """The model's calibrated probabilities in TASKS order (override rules included)."""
+        probs = softmax(self._model.logits(feature_ids(analysis), analysis.context_ids))
+        hit = apply_rules(analysis)
+        if hit is not None:
             best = TASKS.index(hit.task)
-            task, reason = hit.task, f"rule:{hit.name}"
             probs = [(1.0 - RULE_PRECISION) * p for p in probs]
             probs[best] += RULE_PRECISION
+        return probs
+
+    def _classify(self, analysis: Analysis, *, rules: bool) -> Classification:
+        probs = softmax(self._model.logits(feature_ids(analysis), analysis.context_ids))
+        hit = apply_rules(analysis) if rules else None
+        if hit is None:
+            return self._decide(analysis, probs, "model")
+        best = TASKS.index(hit.task)
+        probs = [(1.0 - RULE_PRECISION) * p for p in probs]
+        probs[best] += RULE_PRECISION
+        return self._result(analysis, probs, best, f"rule:{hit.name}")
+
+    def _decide(self, analysis: Analysis, probs: list[float], reason: str) -> Classification:
+        best = probs.index(max(probs))
+        if best not in HEAVY and sum(probs[i] for i in HEAVY) >= self._heavy_threshold:
+            best = max(HEAVY, key=probs.__getitem__)
+            reason = "heavy_head"
+        return self._result(analysis, probs, best, reason)
+
+    def _result(
+        self, analysis: Analysis, probs: list[float], best: int, reason: str
+    ) -> Classification:
+        task = TASKS[best]
         return Classification(
             task=task,
             probabilities=MappingProxyType(dict(zip(TASKS, probs, strict=True))),

@@ -1,8 +1,8 @@
 """Measuring a Classifier on labelled rows, and reading labelled JSONL files.
 
-Owns the evaluation figures: accuracy, macro-F1 (averaged over the labels present in the gold
-rows), heavy-tier recall (gold code + reasoning predicted in the heavy tier), the share of gold
-light rows sent to the heavy tier, and per-call latency percentiles.
+Owns running a classifier over labelled rows (single prompts or whole conversations), grouping
+the outcomes (per `source_label` prefix, per prompt length) and the report `triage eval` prints.
+The measures themselves live in figures.py.
 """
 
 from __future__ import annotations
@@ -10,14 +10,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from triage.classify.classifier import Classifier
-from triage.classify.taxonomy import DEFAULT_TIERS, HEAVY_TASKS, LIGHT_TASKS, TASKS, check_label
+from triage.classify.figures import (
+    Outcome,
+    Scores,
+    confusion_of,
+    cost_curve,
+    label_stats,
+    latency_by_length,
+    percentile,
+    scores,
+)
+from triage.classify.taxonomy import TASKS, check_label
 
 LabelStats = Mapping[str, float]
+
+
+class Row(NamedTuple):
+    """A labelled row: a prompt or a conversation (`messages`), its label and its group."""
+
+    prompt: str
+    label: str
+    messages: Sequence[Mapping[str, Any]] | None = None
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,11 @@ class EvalReport:
     p99_us: float
     per_label: Mapping[str, LabelStats]
     confusion: Mapping[str, Mapping[str, int]]
+    ece: float = 0.0
+    groups: Mapping[str, Scores] = field(default_factory=dict)
+    latency: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
+    curve: Sequence[tuple[float, float, float | None, float | None]] = ()
+    heavy_threshold: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,125 +65,129 @@ class EvalReport:
             "macro_f1": self.macro_f1,
             "heavy_recall": self.heavy_recall,
             "light_to_heavy": self.light_to_heavy,
+            "ece": self.ece,
             "p50_us": self.p50_us,
             "p99_us": self.p99_us,
             "per_label": {label: dict(stats) for label, stats in self.per_label.items()},
             "confusion": {gold: dict(row) for gold, row in self.confusion.items()},
+            "groups": {name: vars(group) for name, group in self.groups.items()},
+            "latency_by_length": {
+                name: {"n": n, "p50_us": p50, "p99_us": p99}
+                for name, (n, p50, p99) in self.latency.items()
+            },
+            "heavy_threshold": self.heavy_threshold,
+            "cost_curve": [
+                {"threshold": t, "heavy_share": s, "heavy_recall": r, "light_to_heavy": w}
+                for t, s, r, w in self.curve
+            ],
         }
 
     def render(self) -> str:
+        from triage.classify.render import render_report
+
         return render_report(self)
 
 
-def _share(hits: int, total: int) -> float | None:
-    return hits / total if total else None
-
-
-def _percentile(sorted_values: Sequence[int], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
-    return sorted_values[index] / 1000.0
-
-
-def _label_stats(confusion: Mapping[str, Mapping[str, int]], label: str) -> dict[str, float]:
-    support = sum(confusion[label].values())
-    predicted = sum(confusion[gold][label] for gold in TASKS)
-    correct = confusion[label][label]
-    precision = correct / predicted if predicted else 0.0
-    recall = correct / support if support else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "support": float(support)}
-
-
-def evaluate(classifier: Classifier, rows: Sequence[tuple[str, str]]) -> EvalReport:
-    """Classify every row (prompt, gold label) and summarise the results."""
-    confusion = {gold: dict.fromkeys(TASKS, 0) for gold in TASKS}
-    timings: list[int] = []
+def _classify_row(classifier: Classifier, row: Row | tuple[str, str]) -> Outcome:
     clock = time.perf_counter_ns
-    for text, gold in rows:
-        check_label(gold)
+    if isinstance(row, Row) and row.messages is not None:
+        messages = row.messages
         start = clock()
-        predicted = classifier.classify_text(text).task
-        timings.append(clock() - start)
-        confusion[gold][predicted] += 1
-    timings.sort()
-    n = len(rows)
-    per_label = {label: _label_stats(confusion, label) for label in TASKS}
-    present = [label for label in TASKS if per_label[label]["support"]]
-    heavy_gold = sum(sum(confusion[gold].values()) for gold in HEAVY_TASKS)
-    light_gold = sum(sum(confusion[gold].values()) for gold in LIGHT_TASKS)
-    heavy_pred = {gold: sum(confusion[gold][t] for t in HEAVY_TASKS) for gold in TASKS}
+        result = classifier.classify(messages)
+    else:
+        start = clock()
+        result = classifier.classify_text(row[0])
+    nanos = clock() - start
+    probabilities = [result.probabilities.get(task, 0.0) for task in TASKS]
+    return Outcome(row[1], result.task, probabilities, nanos, len(row[0]))
+
+
+def evaluate(classifier: Classifier, rows: Sequence[Row | tuple[str, str]]) -> EvalReport:
+    """Classify every row and summarise the results."""
+    outcomes = []
+    for row in rows:
+        check_label(row[1])
+        outcomes.append(_classify_row(classifier, row))
+    overall = scores(outcomes)
+    confusion = confusion_of(outcomes)
+    timings = sorted(o.nanos for o in outcomes)
+    grouped: dict[str, list[Outcome]] = {}
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if isinstance(row, Row) and row.group:
+            grouped.setdefault(row.group, []).append(outcome)
     return EvalReport(
-        n=n,
-        accuracy=sum(confusion[t][t] for t in TASKS) / n if n else 0.0,
-        macro_f1=sum(per_label[t]["f1"] for t in present) / len(present) if present else 0.0,
-        heavy_recall=_share(sum(heavy_pred[t] for t in HEAVY_TASKS), heavy_gold),
-        light_to_heavy=_share(sum(heavy_pred[t] for t in LIGHT_TASKS), light_gold),
-        p50_us=_percentile(timings, 0.5),
-        p99_us=_percentile(timings, 0.99),
-        per_label=per_label,
+        n=overall.n,
+        accuracy=overall.accuracy,
+        macro_f1=overall.macro_f1,
+        heavy_recall=overall.heavy_recall,
+        light_to_heavy=overall.light_to_heavy,
+        p50_us=percentile(timings, 0.5),
+        p99_us=percentile(timings, 0.99),
+        per_label={label: label_stats(confusion, label) for label in TASKS},
         confusion=confusion,
+        ece=overall.ece,
+        groups={name: scores(members) for name, members in sorted(grouped.items())},
+        latency=latency_by_length(outcomes),
+        curve=cost_curve(outcomes),
+        heavy_threshold=classifier.heavy_threshold,
     )
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def render_report(report: EvalReport) -> str:
-    """A plain-text table: headline figures, per-label scores and the confusion matrix."""
-    labels = [
-        t
-        for t in TASKS
-        if report.per_label[t]["support"] or any(report.confusion[g][t] for g in TASKS)
-    ]
-    lines = [
-        f"n={report.n}  accuracy={report.accuracy:.3f}  macro-F1={report.macro_f1:.3f}",
-        f"heavy recall={_fmt(report.heavy_recall)}  light->heavy={_fmt(report.light_to_heavy)}"
-        f"  p50={report.p50_us:.1f}us  p99={report.p99_us:.1f}us",
-        "",
-        f"{'label':<17}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}  tier",
-    ]
-    for label in labels:
-        stats = report.per_label[label]
-        lines.append(
-            f"{label:<17}{stats['precision']:>7.3f}{stats['recall']:>8.3f}{stats['f1']:>7.3f}"
-            f"{int(stats['support']):>9}  {DEFAULT_TIERS[label]}"
-        )
-    short = {label: label[:5] for label in labels}
-    lines += ["", "confusion (rows gold, columns predicted)"]
-    lines.append(" " * 17 + "".join(f"{short[t]:>7}" for t in labels))
-    for gold in labels:
-        row = "".join(f"{report.confusion[gold][t]:>7}" for t in labels)
-        lines.append(f"{gold:<17}{row}")
-    return "\n".join(lines)
-
-
-def _row(line: str, where: str) -> tuple[str, str]:
+def _record(line: str, where: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: invalid JSON ({exc.msg})") from None
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected an object with 'prompt' and 'label'")
-    prompt, label = record.get("prompt"), record.get("label")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"{where}: 'prompt' must be a non-empty string")
+    label = record.get("label")
     if not isinstance(label, str):
         raise ValueError(f"{where}: 'label' must be a string")
     try:
         check_label(label)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
-    return prompt, label
+    return record
 
 
-def read_jsonl(path: str | Path) -> list[tuple[str, str]]:
-    """Rows of {"prompt", "label"}; a bad row raises ValueError naming its line number."""
-    rows: list[tuple[str, str]] = []
+def _messages(value: Any, where: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: 'messages' must be a non-empty list of messages")
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in value):
+        raise ValueError(f"{where}: every message needs a 'role'")
+    return value
+
+
+def _last_user(messages: Sequence[Mapping[str, Any]]) -> str:
+    from triage.classify.prompt import content_text
+
+    users = [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def _row(line: str, where: str) -> Row:
+    record = _record(line, where)
+    group = str(record.get("source_label") or "").split(":", 1)[0]
+    if "messages" in record and "prompt" not in record:
+        messages = _messages(record["messages"], where)
+        return Row(_last_user(messages), record["label"], messages, group)
+    prompt = record.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"{where}: 'prompt' must be a non-empty string")
+    return Row(prompt, record["label"], None, group)
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """Rows of {"prompt" or "messages", "label", optional "source_label"}; a bad row raises
+    ValueError naming its line number; other fields are ignored."""
+    rows: list[Row] = []
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 rows.append(_row(line, f"{path}: line {number}"))
     return rows
+
+
+def read_jsonl(path: str | Path) -> list[tuple[str, str]]:
+    """(prompt, label) pairs, for training; a conversation row gives its last user turn."""
+    return [(row.prompt, row.label) for row in read_rows(path) if row.prompt.strip()]

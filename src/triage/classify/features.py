@@ -21,7 +21,7 @@ from zlib import crc32
 from triage.classify.prompt import Prompt
 
 # Bump when anything here changes what ids a prompt produces: saved weights record it.
-FEATURE_VERSION = "f8"
+FEATURE_VERSION = "f9"
 BUCKET_BITS = 20
 BUCKETS = 1 << BUCKET_BITS
 MASK = BUCKETS - 1
@@ -33,10 +33,13 @@ SEED_BIGRAM = 0x9E3779B1
 SEED_CHAR = 0x85EBCA77
 SEED_BODY = 0xC2B2AE3D
 SEED_LEAD = 0x165667B1
+SEED_TAIL = 0x27D4EB2F
 
 CHAR_WINDOW = 32
 SIGNAL_SCAN = 1024
 BODY_SAMPLE = 120
+# The last line of a long turn often holds the ask ("...\n\nWhat is wrong with this code?").
+TAIL_LINE = 220
 
 _TOKEN = re.compile(rb"[0-9a-z_\x80-\xff]+|[?!:]")
 _DIGIT_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -61,6 +64,15 @@ MATH_LEXICON = frozenset(
     b"factorial multiply multiplied divide divided plus minus times equals remainder fraction "
     b"fractions odds estimate expected digits proof prove logarithm log modulo".split()
 )
+# Asks for a worked chain of reasoning ("explain step by step", "show your work").
+_REASONING_CUES = (
+    "step-by-step",
+    "step by step",
+    "your reasoning",
+    "show your work",
+    "explain your answer",
+    "estimate",
+)
 # Something only code has: an error class name, snake_case, camelCase, a call or a method call.
 _IDENTIFIER = re.compile(
     r"[a-z](?:Error|Exception)\b|\b[a-z]+_[a-z0-9_]+\b|\b[a-z]+[A-Z][a-z]\w*|\w\.\w+\(|\w\(\)"
@@ -74,6 +86,19 @@ _CONTEXT_CODE = (
     "();",
     "=> ",
     "console.",
+)
+
+
+# A pasted log or stack trace: the payload is a failure, the ask is usually to debug it.
+FAILURE_MARKERS = (
+    "Error",
+    "ERROR",
+    "Exception",
+    "Traceback",
+    "FATAL",
+    "panic:",
+    "failed",
+    "errno",
 )
 
 
@@ -136,7 +161,11 @@ def dense_ids(prompt: Prompt, sig: Signals, code_words: int, math_words: int) ->
         DENSE + 48 + bisect_right((1, 3, 6), sig.commas),
         DENSE + 64 + min(code_words, 3),
         DENSE + 72 + min(math_words, 3),
+        DENSE + 80 + min(_cues(prompt.text[:SIGNAL_SCAN].lower()), 2),
+        DENSE + 88 + bisect_right((0.02, 0.06, 0.12), _density(prompt.body[:SIGNAL_SCAN])),
     ]
+    if any(map(prompt.body[:SIGNAL_SCAN].__contains__, FAILURE_MARKERS)):
+        ids.append(DENSE + 60)
     # The identifier regex only runs when there is something code-like to find.
     if (sig.code_chars or "Error" in instruction or "Exception" in instruction) and (
         _IDENTIFIER.search(instruction)
@@ -149,6 +178,26 @@ def dense_ids(prompt: Prompt, sig: Signals, code_words: int, math_words: int) ->
     if sig.context_code:
         ids.append(DENSE + 58)
     return ids
+
+
+def _cues(lowered: str) -> int:
+    return sum(map(lowered.__contains__, _REASONING_CUES))
+
+
+def _density(text: str) -> float:
+    """Code punctuation per character of the pasted material: a log or code block, or prose."""
+    if not text:
+        return -1.0
+    raw = text.encode()
+    return (len(raw) - len(raw.translate(None, _CODE_CHARS))) / len(raw)
+
+
+def _tail_line(prompt: Prompt) -> list[bytes]:
+    body = prompt.body
+    if len(body) < 2 * TAIL_LINE:
+        return []
+    cut = body.rfind("\n", len(body) - TAIL_LINE)
+    return words_of(body[cut + 1 :]) if cut > 0 else []
 
 
 class Analysis(NamedTuple):
@@ -187,7 +236,10 @@ def analyse(prompt: Prompt) -> Analysis:
     # The opening word and word pair, by position: "write ..." and "write a ..." lead requests.
     lead = [unigrams[0] ^ SEED_LEAD, bigrams[0] ^ SEED_LEAD] if bigrams else unigrams[:1]
     body_hashes = map(crc32, body_words, repeat(SEED_BODY))
-    hashes = chain(unigrams, bigrams, _char_grams(prompt.instruction), lead, body_hashes)
+    tail_hashes = map(crc32, _tail_line(prompt), repeat(SEED_TAIL))
+    hashes = chain(
+        unigrams, bigrams, _char_grams(prompt.instruction), lead, body_hashes, tail_hashes
+    )
     ids = set(map(and_, hashes, repeat(MASK)))
     code_words = sum(map(CODE_LEXICON.__contains__, words))
     math_words = sum(map(MATH_LEXICON.__contains__, words))

@@ -1,8 +1,9 @@
 """Turning OpenAI chat messages into the pieces the classifier looks at.
 
 Owns: which turn is classified (the last user turn), the light context taken from the turn before
-it, how much attached passage there is (including tool results), and the split of the classified
-turn into an instruction and a body (the supplied text the instruction is about).
+it, the earlier user turn a follow-up inherits its task from, how much attached passage there is
+(including tool results), and the split of the classified turn into an instruction and a body
+(the supplied text the instruction is about).
 """
 
 from __future__ import annotations
@@ -131,6 +132,15 @@ def _tool_results(messages: Sequence[Mapping[str, Any]], main: int) -> tuple[str
         if message.get("role") == "tool"
     ]
     return "\n".join(texts)[:TOOL_SAMPLE], sum(map(len, texts))
+
+
+def earlier_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The user turn before the classified one ("" when there is none): a follow-up's task."""
+    main = _last_user_index(messages)
+    for index in range(main - 1, -1, -1):
+        if messages[index].get("role") == "user":
+            return content_text(messages[index].get("content"))
+    return ""
 
 
 def from_messages(

@@ -1,9 +1,11 @@
 """High-precision rules that decide the task before the model is consulted.
 
 Owns only patterns that are nearly always right when they fire (measured against the light-only
-dolly files, where any code or reasoning hit is a false positive). Everything ambiguous is left to
-the linear model. Each rule is cheap: a pre-check on counts or tokens already computed by
-feature extraction gates every regex.
+dolly files and the task-train corpus, where a wrong hit is a routing error). Everything ambiguous
+is left to the linear model; the code markers, right most of the time but not nearly always
+(documentation with code in it gets summarised too), are hints the model weighs as features.
+Also owns the follow-up test used for multi-turn inheritance. Each rule is cheap: a pre-check on
+counts or tokens already computed by feature extraction gates every regex.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from triage.classify.features import Analysis
+from triage.classify.features import DENSE, FAILURE_MARKERS, Analysis
 
 # How often a firing rule is right, used to report honest probabilities for rule hits.
 RULE_PRECISION = 0.95
@@ -87,6 +89,17 @@ _FOLLOWUP_WORDS = frozenset(
     b"should explain test run".split()
 )
 _THANKS_WORDS = frozenset(b"thanks thank thx cheers great cool awesome perfect bye lol".split())
+# Asking to get past a failure; prose editing ("fix the grammar") is not debugging.
+_DEBUG_WORDS = frozenset(
+    b"fix debug resolve solve workaround troubleshoot wrong crash crashes failing fails panic "
+    b"panics broken bug".split()
+)
+_EDITING_WORDS = frozenset(b"grammar spelling punctuation typo typos proofread wording".split())
+FOLLOWUP_CHARS = 120
+_CONTINUE_WORDS = frozenset(b"now also and then again instead but ok okay".split())
+_CONTINUE_PAIRS = frozenset((b"what about", b"how about", b"what if", b"same for"))
+# Words that point back at the previous answer: "make it shorter", "do the same for Go".
+_ANAPHORA = frozenset(b"it them again same instead shorter longer faster simpler another".split())
 # Chinese, Japanese and Korean have no spaces, so their keywords are matched as substrings,
 # only when the text is mostly non-ASCII.
 CJK_SHARE = 0.3
@@ -133,6 +146,14 @@ def code_followup(analysis: Analysis) -> bool:
     if not analysis.signals.context_code or analysis.signals.length > FOLLOWUP_MAX or not words:
         return False
     return words[0] in _FOLLOWUP_WORDS and _THANKS_WORDS.isdisjoint(words)
+
+
+def debug_paste(analysis: Analysis) -> bool:
+    """A pasted log, stack trace or compiler error, and an ask to fix or explain the failure."""
+    if _DEBUG_WORDS.isdisjoint(analysis.words) or not _EDITING_WORDS.isdisjoint(analysis.words):
+        return False
+    body = analysis.prompt.body[:SCAN_CHARS]
+    return any(map(body.__contains__, FAILURE_MARKERS))
 
 
 def translate(analysis: Analysis) -> bool:
@@ -184,10 +205,37 @@ def word_problem(analysis: Analysis) -> bool:
     return len(_QUANTITY.findall(scope)) >= 2
 
 
+def follows_up(analysis: Analysis) -> bool:
+    """A short turn that continues the previous request ("now make it faster", "shorter",
+    "what about Rust?"): it opens with a continuation word or points back at the last answer."""
+    words = analysis.words
+    if not words or analysis.signals.length > FOLLOWUP_CHARS or analysis.signals.passage:
+        return False
+    if not _THANKS_WORDS.isdisjoint(words):
+        return False
+    opening = b" ".join(words[:2])
+    return (
+        words[0] in _CONTINUE_WORDS or opening in _CONTINUE_PAIRS or not _ANAPHORA.isdisjoint(words)
+    )
+
+
+# Code markers are evidence, not a verdict: "summarise this README" pastes code too. They reach
+# the model as features (HINT_BASE + index) and it learns how far to trust them.
+HINT_BASE = DENSE + 96
+HINTS: tuple[tuple[str, Callable[[Analysis], bool]], ...] = (
+    ("code_fence", code_fence),
+    ("code_syntax", code_syntax),
+)
+
+
+def hint_ids(analysis: Analysis) -> list[int]:
+    """Feature ids of the hints that fire."""
+    return [HINT_BASE + index for index, (_, hint) in enumerate(HINTS) if hint(analysis)]
+
+
 RULES: tuple[tuple[str, str, Callable[[Analysis], bool]], ...] = (
-    ("code_fence", "code", code_fence),
-    ("code_syntax", "code", code_syntax),
     ("code_followup", "code", code_followup),
+    ("debug_paste", "code", debug_paste),
     ("translate", "rewrite", translate),
     ("summarize", "summarization", summarize),
     ("arithmetic", "reasoning", arithmetic),

@@ -37,6 +37,9 @@ class SgdSettings:
     decay: float = 0.5
     l2: float = 1e-5
     seed: int = 0
+    # Adapting to a handful of operator examples keeps the class bias fixed: otherwise the bias
+    # absorbs most of the update and is then thrown away (see Classifier.with_examples).
+    fit_bias: bool = True
 
 
 def fit(
@@ -56,9 +59,10 @@ def fit(
         rng.shuffle(order)
         rate = settings.rate / (1.0 + settings.decay * epoch)
         shrink = 1.0 - rate * settings.l2
+        bias_rate = rate if settings.fit_bias else 0.0
         for index in order:
             ids, label, value = examples[index]
-            _step([rows[bucket] for bucket in ids], label, value, bias, (rate, shrink))
+            _step([rows[bucket] for bucket in ids], label, value, bias, (rate, shrink, bias_rate))
 
 
 def _step(
@@ -66,11 +70,11 @@ def _step(
     label: int,
     scale: float,
     bias: list[float],
-    schedule: tuple[float, float],
+    schedule: tuple[float, float, float],
 ) -> None:
     if not vectors:
         return
-    rate, shrink = schedule
+    rate, shrink, bias_rate = schedule
     # L2 decay is applied lazily, only to the class weights a step actually updates.
     sums = [sum(column) for column in zip(*vectors, strict=True)]
     probs = softmax([b + scale * s for b, s in zip(bias, sums, strict=True)])
@@ -81,4 +85,4 @@ def _step(
         delta = rate * gradient * scale
         for vector in vectors:
             vector[cls] = vector[cls] * shrink - delta
-        bias[cls] -= rate * gradient
+        bias[cls] -= bias_rate * gradient

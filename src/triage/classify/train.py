@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from triage.classify import store
 from triage.classify.classifier import Classifier, example_ids
@@ -35,6 +36,13 @@ def train(
 ) -> Classifier:
     """Train a new classifier on (prompt, label) rows; deterministic for a given seed."""
     examples = [example(example_ids(text), check_label(label)) for text, label in rows]
+    return train_examples(examples, epochs=epochs, seed=seed)
+
+
+def train_examples(
+    examples: list[Example], *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
+) -> Classifier:
+    """Train on already featurised examples (cross-validation featurises each row once)."""
     if not examples:
         raise ValueError("train() needs at least one (prompt, label) row")
     examples = _drop_rare(examples, MIN_COUNT)
@@ -44,6 +52,7 @@ def train(
     return Classifier(LinearModel.from_floats(weights, bias))
 
 
-def save(classifier: Classifier, directory: Path) -> Path:
+def save(classifier: Classifier, directory: Path, provenance: dict[str, Any] | None = None) -> Path:
     """Write the classifier's weights into `directory`; Classifier.load(directory) reads them."""
-    return store.write(classifier.model, directory)
+    weights = classifier.weights()._replace(provenance=provenance)
+    return store.write(weights, directory)

@@ -66,6 +66,7 @@ test-real: real-deps
 # installed with npm into a cache outside the clone; without npm the test says why it skips.
 CLIENTS ?= $(HOME)/.cache/triage/clients
 CODEX_VERSION = 0.171.0
+CLAUDE_VERSION = 2.1.328
 
 test-clients: venv
 	@if command -v npm >/dev/null; then \
@@ -73,7 +74,14 @@ test-clients: venv
 		npm install -s --no-audit --no-fund --prefix $(CLIENTS)/codex-$(CODEX_VERSION) \
 			@openai/codex@$(CODEX_VERSION); \
 	fi
-	TRIAGE_CODEX=$(CLIENTS)/codex-$(CODEX_VERSION)/node_modules/.bin/codex $(BIN)/pytest -q -rs tests/clients
+	@if command -v npm >/dev/null; then \
+		test -x $(CLIENTS)/claude-code-$(CLAUDE_VERSION)/node_modules/.bin/claude || \
+		npm install -s --no-audit --no-fund --prefix $(CLIENTS)/claude-code-$(CLAUDE_VERSION) \
+			@anthropic-ai/claude-code@$(CLAUDE_VERSION); \
+	fi
+	TRIAGE_CODEX=$(CLIENTS)/codex-$(CODEX_VERSION)/node_modules/.bin/codex \
+	TRIAGE_CLAUDE=$(CLIENTS)/claude-code-$(CLAUDE_VERSION)/node_modules/.bin/claude \
+		$(BIN)/pytest -q -rs tests/clients
 
 run: venv
 	$(BIN)/triage serve --config $(CONFIG)

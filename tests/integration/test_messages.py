@@ -353,7 +353,7 @@ def test_sdk_raises_each_error_class(fake: FakeUpstreamThread, tmp_path: Path) -
     [
         ({"model": "local", "messages": [_user("hi")]}, "max_tokens"),
         (
-            {"model": "local", "max_tokens": 8, "messages": [{"role": "system", "content": "x"}]},
+            {"model": "local", "max_tokens": 8, "messages": [{"role": "tool", "content": "x"}]},
             "role",
         ),
         (

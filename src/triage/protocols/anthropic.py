@@ -4,7 +4,8 @@ translation to the internal chat form.
 A Messages request becomes one Chat Completions request, so the whole pipeline (auth, routing,
 limits, the sensitive scan, retries, metering) applies unchanged. The mapping:
 
-- `system` (a string or text blocks) -> one system message (blocks joined by a blank line);
+- `system` (a string or text blocks) -> one system message (blocks joined by a blank line), and
+  so does each message whose role is `system`;
 - user `text` / `image` (base64 or url) blocks -> content parts; `tool_result` blocks -> `tool`
   messages (sent first, as chat wants them right after the assistant's calls), their text
   joined, `is_error` said in words; images inside a tool result follow as a user message;
@@ -147,8 +148,10 @@ def _turn(message: Any, where: str) -> list[Message]:
         raise BadRequest("each message must be an object", param=where)
     role = message.get("role")
     content = message.get("content")
-    if role not in ("user", "assistant"):
-        raise BadRequest(f"unknown message role `{role}` (user or assistant)", param=where)
+    if role not in ("user", "assistant", "system"):
+        raise BadRequest(f"unknown message role `{role}` (user, assistant or system)", param=where)
+    if role == "system":  # Claude Code 2.1 sends some; the spec allows them
+        return [{"role": "system", "content": system_text(content)}]
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):

@@ -11,14 +11,19 @@ reloads and may be shared by the worker processes of a machine.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 from triage.config.auth import AuthSettings, KeySpec
-from triage.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from triage.errors import AuthenticationFailed, PermissionDenied, RateLimited, StoreUnavailable
 from triage.state.limits import Ask, LimitStore, MemoryLimits, Refusal, Reservation
+from triage.state.redis_conn import StoreDown
+
+log = logging.getLogger("triage.state")
+StoreFailure = Callable[[str, str], None]  # (operation, policy)
 
 
 def digest(secret: str) -> str:
@@ -48,8 +53,11 @@ class Guard:
         limits: LimitStore | None = None,
         wall_clock: Callable[[], float] = time.time,
         reachable: Callable[[str], Iterable[str]] | None = None,
+        on_store_failure: StoreFailure = lambda operation, policy: None,
     ) -> None:
         self.settings = settings
+        self.on_store_failure = on_store_failure
+        self._by_id = {spec.id: spec for spec in settings.keys}
         self.wall_clock = wall_clock
         self.limits: LimitStore = limits if limits is not None else MemoryLimits()
         self._by_digest = {_key_digest(spec): spec for spec in settings.keys}
@@ -113,9 +121,23 @@ class Guard:
             monthly_usd=key.budget.monthly_usd,
         )
 
-    async def reserve(self, ask: Ask) -> Reservation:
-        """Hold `ask` against every limit of its key, or raise 429 naming the one it breaks."""
-        result = await self.limits.reserve(ask, self.wall_clock())
+    async def reserve(self, ask: Ask) -> Reservation | None:
+        """Hold `ask` against every limit of its key, or raise 429 naming the one it breaks.
+        A shared store that cannot be reached refuses with 503 (a key that fails closed) or
+        admits the request uncounted (None: a key that fails open)."""
+        try:
+            result = await self.limits.reserve(ask, self.wall_clock())
+        except StoreDown as exc:
+            spec = self._by_id.get(ask.key_id)
+            policy = "fail_open" if spec is not None and spec.fails_open else "fail_closed"
+            self._store_failed("reserve", policy, ask.key_id, exc)
+            if policy == "fail_open":
+                return None
+            raise StoreUnavailable(
+                "the shared state store is unreachable and this key's limits cannot be "
+                "checked; retry shortly",
+                retry_after=1.0,
+            ) from None
         if isinstance(result, Refusal):
             error = {"daily": BudgetExceeded, "monthly": BudgetExceeded, "tpm": TokensExceeded}
             raise error.get(result.limit, RateLimited)(
@@ -124,8 +146,22 @@ class Guard:
         return result
 
     async def settle(self, reservation: Reservation | None, tokens: int, cost: Decimal) -> None:
-        if reservation is not None:
+        if reservation is None:
+            return
+        try:
             await self.limits.settle(reservation, tokens, cost, self.wall_clock())
+        except StoreDown as exc:  # its hold lapses after reservation_ttl; the ledger has it
+            self._store_failed("settle", "fail_open", reservation.key_id, exc)
+
+    def _store_failed(self, operation: str, policy: str, key_id: str, exc: StoreDown) -> None:
+        self.on_store_failure(operation, policy)
+        log.warning(
+            "state store unreachable (%s) on %s for key %s: %s",
+            exc,
+            operation,
+            key_id,
+            "refused (fail_closed)" if policy == "fail_closed" else "served uncounted",
+        )
 
     async def summary(self) -> list[dict[str, Any]]:
         now = self.wall_clock()

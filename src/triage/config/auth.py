@@ -37,7 +37,17 @@ class KeySpec(BaseModel):
     tpm: Annotated[int, Field(gt=0)] | None = None
     budget: Budget = Budget()
     data_policy: Literal["any", "local_only"] = "any"
+    # When the shared state store (state.backend: redis) cannot be reached: refuse with 503
+    # (`fail_closed`, the default for a key with a budget) or serve without counting
+    # (`fail_open`, the default for a key without one).
+    on_store_failure: Literal["fail_closed", "fail_open"] | None = None
     log_content: bool = False
+
+    @property
+    def fails_open(self) -> bool:
+        if self.on_store_failure is not None:
+            return self.on_store_failure == "fail_open"
+        return self.budget.daily_usd is None and self.budget.monthly_usd is None
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeySpec:

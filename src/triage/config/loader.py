@@ -79,11 +79,16 @@ def _resolve_env(value: Any, env: Mapping[str, str], path: str, problems: list[s
 
 
 def _literal_secrets(data: dict[str, Any]) -> list[str]:
-    """Client and admin keys must come from the environment (or as a SHA-256 digest)."""
+    """Client and admin keys must come from the environment (or as a SHA-256 digest), and so
+    must a state store URL that carries a password."""
+    problems: list[str] = []
+    state = data.get("state")
+    url = state.get("url") if isinstance(state, dict) else None
+    if isinstance(url, str) and not url.startswith(ENV_PREFIX) and "@" in url:
+        problems.append("state.url: holds credentials; write it as an os.environ/ reference")
     auth = data.get("auth")
     if not isinstance(auth, dict):
-        return []
-    problems: list[str] = []
+        return problems
     admin = auth.get("admin_key")
     if admin is not None and not (isinstance(admin, str) and admin.startswith(ENV_PREFIX)):
         problems.append("auth.admin_key: must be an os.environ/ reference, not a literal")

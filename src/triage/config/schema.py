@@ -192,14 +192,31 @@ class ServerSettings(BaseModel):
 
 
 class StateSettings(BaseModel):
-    """Where per-key limits, spend and reservations live: `memory` (one process) or `sqlite`
-    (a file shared by the worker processes of one machine, for `serve --workers N`)."""
+    """Where per-key limits, spend and reservations live: `memory` (one process), `sqlite`
+    (a file shared by the worker processes of one machine, for `serve --workers N`) or `redis`
+    (a Redis/Valkey server shared by every replica: limits, budgets, cooldowns, latency
+    statistics, sticky pins and stored responses). `url` may hold a password: write it as an
+    `os.environ/` reference."""
 
     model_config = Strict
 
-    backend: Literal["memory", "sqlite"] = "memory"
+    backend: Literal["memory", "sqlite", "redis"] = "memory"
     path: str = "triage-state.db"
+    url: SecretStr | None = None
+    # Seconds to wait for the store before treating it as unreachable (per attempt).
+    timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     reservation_ttl: Annotated[float, Field(gt=0)] = 900.0
+
+    @model_validator(mode="after")
+    def _redis_url(self) -> StateSettings:
+        if self.backend != "redis":
+            return self
+        if self.url is None:
+            raise ValueError("backend redis needs url: redis://host:port/db (or rediss://)")
+        parsed = urlparse(self.url.get_secret_value())
+        if parsed.scheme not in ("redis", "rediss", "unix") or not (parsed.hostname or parsed.path):
+            raise ValueError("url: expected redis://host:port/db, rediss://… or unix://path")
+        return self
 
 
 class Config(BaseModel):

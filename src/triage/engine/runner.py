@@ -180,6 +180,7 @@ class Engine:
                 "data policy) and none is on its route",
                 code="local_only",
             )
+        await self.store.sync(self._reachable(plan), self.clock())
         queue = deque(plan.groups)
         visited: set[str] = set()
         last: TriageError | None = None
@@ -189,8 +190,12 @@ class Engine:
                 continue
             visited.add(group)
             try:
-                return await self._try_group(run, group, release=release)
+                result = await self._try_group(run, group, release=release)
+                if any(not a.ok for a in trail):
+                    await self.store.flush()  # other replicas see the failures next request
+                return result
             except TriageError as err:
+                await self.store.flush()
                 last = err
                 if type(err) is BadRequest or self._exhausted(run):
                     break
@@ -200,6 +205,14 @@ class Engine:
                     queue = deque(plan.content_policy_fallbacks.get(group, ()))
         assert last is not None
         raise self._final_error(run, last)
+
+    def _reachable(self, plan: RoutePlan) -> list[str]:
+        """Every deployment the plan may reach, fallbacks included (what a shared store
+        refreshes before the request)."""
+        groups = list(plan.groups)
+        for fallbacks in (plan.context_window_fallbacks, plan.content_policy_fallbacks):
+            groups += [g for source in plan.groups for g in fallbacks.get(source, ())]
+        return [d.id for g in dict.fromkeys(groups) for d in self._deployments(plan, g)]
 
     def _deployments(self, plan: RoutePlan, group: str) -> list[Deployment]:
         deployments = self.groups.get(group, [])

@@ -11,6 +11,7 @@ deployment in cooldown for `cooldown_time`; when that ends it is half-open and e
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -56,6 +57,10 @@ class Store(Protocol):
     def set_reachable(self, deployment: str, reachable: bool) -> None: ...
     def samples(self, deployment: str) -> int: ...
     def tick(self, key: str) -> int: ...
+    # A shared store refreshes the plan's deployments once per request and lets a request
+    # wait for its own writes; in memory both do nothing.
+    async def sync(self, deployments: Sequence[str], now: float) -> None: ...
+    async def flush(self) -> None: ...
 
 
 class MemoryStore:
@@ -152,6 +157,12 @@ class MemoryStore:
 
     def samples(self, deployment: str) -> int:
         return self._get(deployment).samples
+
+    async def sync(self, deployments: Sequence[str], now: float) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
 
     def tick(self, key: str) -> int:
         """A per-key request counter (drives deterministic exploration)."""

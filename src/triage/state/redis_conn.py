@@ -10,17 +10,21 @@ never appears in it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-import redis.asyncio
-from redis.backoff import ConstantBackoff
-from redis.retry import Retry
+if TYPE_CHECKING:  # redis is imported only when the backend is redis
+    import redis
+    import redis.asyncio
 
 T = TypeVar("T")
-# What redis-py raises when the server is down, slow, restarting or loading its data.
-DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 PREFIX = "triage:"
+
+
+def _down() -> tuple[type[BaseException], ...]:
+    """What redis-py raises when the server is down, slow, restarting or loading its data."""
+    import redis
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class StoreDown(Exception):
@@ -28,6 +32,9 @@ class StoreDown(Exception):
 
 
 def _options(timeout: float) -> dict[str, Any]:
+    from redis.backoff import ConstantBackoff
+    from redis.retry import Retry
+
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -38,11 +45,15 @@ def _options(timeout: float) -> dict[str, Any]:
 
 
 def async_client(url: str, timeout: float) -> redis.asyncio.Redis:
+    import redis.asyncio
+
     client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url, **_options(timeout))
     return client
 
 
 def sync_client(url: str, timeout: float) -> redis.Redis:
+    import redis
+
     client: redis.Redis = redis.Redis.from_url(url, **_options(timeout))
     return client
 
@@ -51,12 +62,12 @@ async def call(operation: Callable[[], Awaitable[T]]) -> T:
     """Run one store operation, turning every way of not reaching the store into StoreDown."""
     try:
         return await operation()
-    except DOWN as exc:
+    except _down() as exc:
         raise StoreDown(type(exc).__name__) from None
 
 
 def call_sync(operation: Callable[[], T]) -> T:
     try:
         return operation()
-    except DOWN as exc:
+    except _down() as exc:
         raise StoreDown(type(exc).__name__) from None

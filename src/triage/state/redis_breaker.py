@@ -1,0 +1,192 @@
+"""Circuit-breaker state and latency statistics shared by every replica through Redis/Valkey.
+
+The `Store` protocol is synchronous and sits on the hot path (selection, the runner), so reads
+never wait on the network: `RedisStore` is a `MemoryStore` whose entries are refreshed once per
+request by `sync()` (one script, one round trip for every deployment the plan may reach) and
+whose failures and successes are written behind (a task per write; cooldown trips and probe
+claims are atomic scripts). A request that saw a failure awaits its writes (`flush`) before it
+answers, and `sync` awaits this replica's pending writes before reading, so what one replica
+learns is seen by the others on their next request.
+
+Shared, per deployment: the cooldown (a key that expires when the cooldown ends, so no clock is
+compared across machines), the half-open mark and the probe claim (one replica probes: the
+claim is taken atomically in `sync`, expires after `cooldown_time` if unused), the failure
+window (scored by the store's clock), and the latency / time-to-first-token averages and sample
+count. In-flight counts stay per replica. A store that cannot be reached leaves each replica on
+its own state (counted in `triage_state_store_failures{operation="sync"|"write"}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio
+
+from triage.state.breaker import BreakerSettings, MemoryStore
+from triage.state.limits import new_id
+from triage.state.redis_conn import PREFIX, StoreDown, call
+
+MAX_PENDING = 1000  # writes in flight; past this they are dropped (and counted)
+FIELDS = ("cool", "half", "probe", "fails", "stats")
+
+# KEYS: 5 per deployment (FIELDS); ARGV: owner, probe claim ms
+_SYNC = """
+local out = {}
+for i = 1, #KEYS, 5 do
+  local pttl = redis.call('PTTL', KEYS[i])
+  local probe = 0
+  if pttl > 0 then
+    probe = 0
+  elseif redis.call('EXISTS', KEYS[i + 1]) == 1 then
+    redis.call('SET', KEYS[i + 2], ARGV[1], 'NX', 'PX', ARGV[2])
+    probe = (redis.call('GET', KEYS[i + 2]) == ARGV[1]) and 1 or 2
+  end
+  local stats = redis.call('HMGET', KEYS[i + 4], 'lat', 'ttft', 'n')
+  out[#out + 1] = {math.max(pttl, 0), probe, stats[1] or '', stats[2] or '', stats[3] or '0'}
+end
+return out
+"""
+
+# KEYS: one deployment's FIELDS; ARGV: owner, trips, allowed_fails, window ms, cooldown ms, id.
+# The half-open mark outlives the cooldown by a day.
+_FAIL = """
+local mine = redis.call('GET', KEYS[3]) == ARGV[1]
+if ARGV[2] == '0' then
+  if mine then redis.call('DEL', KEYS[3]) end
+  return 0
+end
+local function trip()
+  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[5])
+  redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[5]) + 86400000)
+  return 1
+end
+if mine then return trip() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[4], now, ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[4]))
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[3]) then return trip() end
+return 0
+"""
+
+# KEYS: one deployment's FIELDS; ARGV: latency ('' = none), ttft ('' = none), alpha
+_OK = """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local n = redis.call('HINCRBY', KEYS[5], 'n', 1)
+local alpha = math.max(tonumber(ARGV[3]), 1 / n)
+for i, field in ipairs({'lat', 'ttft'}) do
+  local sample = tonumber(ARGV[i])
+  if sample then
+    local old = tonumber(redis.call('HGET', KEYS[5], field))
+    redis.call('HSET', KEYS[5], field, old and (old + alpha * (sample - old)) or sample)
+  end
+end
+redis.call('EXPIRE', KEYS[5], 86400)
+return n
+"""
+
+
+class RedisStore(MemoryStore):
+    """The local breaker state, refreshed from and written behind to the shared store."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        breaker: BreakerSettings | None = None,
+        *,
+        prefix: str = PREFIX,
+        on_failure: Callable[[str], None] = lambda operation: None,
+    ) -> None:
+        super().__init__(breaker)
+        self.client = client
+        self.prefix = prefix
+        self.owner = new_id()
+        self.on_failure = on_failure
+        self._sync = client.register_script(_SYNC)
+        self._fail = client.register_script(_FAIL)
+        self._ok = client.register_script(_OK)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count()
+
+    def _keys(self, deployment: str) -> list[str]:
+        # One hash tag for every deployment key: a cluster keeps them on one shard, so a
+        # plan's deployments are read by one script.
+        return [f"{self.prefix}{{dep}}:{deployment}:{field}" for field in FIELDS]
+
+    async def sync(self, deployments: Sequence[str], now: float) -> None:
+        """Refresh the plan's deployments from the shared store (one round trip)."""
+        await self.flush()
+        ids = list(dict.fromkeys(deployments))
+        if not ids:
+            return
+        keys = [key for d in ids for key in self._keys(d)]
+        claim = int(self.breaker.cooldown_time * 1000) or 1
+        try:
+            rows = await call(lambda: self._sync(keys=keys, args=[self.owner, claim]))
+        except StoreDown:
+            self.on_failure("sync")
+            return
+        for deployment, row in zip(ids, rows, strict=True):
+            self._merge(deployment, row, now)
+
+    def _merge(self, deployment: str, row: list[Any], now: float) -> None:
+        pttl, probe, latency, ttft, samples = row
+        entry = self._get(deployment)
+        if int(pttl) > 0:
+            entry.cooldown_until = now + int(pttl) / 1000
+        elif int(probe) == 0:  # closed everywhere (a probe succeeded somewhere)
+            entry.cooldown_until = 0.0
+            entry.probing = False
+        else:
+            if not 0.0 < entry.cooldown_until <= now:
+                entry.cooldown_until = now - 1e-6  # half-open
+            if int(probe) == 2:
+                entry.probing = True  # another replica holds the probe
+        if int(samples) > 0:
+            entry.samples = int(samples)
+            entry.latency = float(latency) if latency else entry.latency
+            entry.ttft = float(ttft) if ttft else entry.ttft
+
+    async def flush(self) -> None:
+        """Wait for this replica's writes in flight."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def record_success(
+        self, deployment: str, now: float, *, latency: float | None, ttft: float | None
+    ) -> None:
+        super().record_success(deployment, now, latency=latency, ttft=ttft)
+        args = ["" if latency is None else repr(latency), "" if ttft is None else repr(ttft)]
+        keys = self._keys(deployment)
+        self._spawn(lambda: self._ok(keys=keys, args=[*args, repr(self.ALPHA)]))
+
+    def record_failure(self, deployment: str, now: float, *, trips: bool = True) -> None:
+        super().record_failure(deployment, now, trips=trips)
+        b = self.breaker
+        args: list[str | int] = [self.owner, int(trips), b.allowed_fails, int(b.window * 1000)]
+        args += [int(b.cooldown_time * 1000) or 1, f"{self.owner}:{next(self._ids)}"]
+        keys = self._keys(deployment)
+        self._spawn(lambda: self._fail(keys=keys, args=args))
+
+    def _spawn(self, write: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): the local state is all there is
+        if len(self._pending) >= MAX_PENDING:
+            self.on_failure("write")
+            return
+        task = loop.create_task(self._write(write))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, write: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await call(write)
+        except StoreDown:
+            self.on_failure("write")

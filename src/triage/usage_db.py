@@ -1,12 +1,12 @@
-"""Usage aggregated inside the ledger's SQLite file: the same `Report` as `report.summarize`,
-computed with GROUP BY on a read-only connection of its own.
+"""Usage aggregated inside the ledger (its SQLite file, or its PostgreSQL table): the same
+`Report` as `report.summarize`, computed with GROUP BY on a connection of its own.
 
 Owns the report queries. They never load the rows into Python (a ledger of millions of rows
 costs a few scans in SQLite's C code) and they never touch the serving ledger's connection,
 whose lock the request path takes; a server runs them in a thread, off the event loop.
 
-Money stays exact: SQLite would add the TEXT amounts as binary floats, so each group's amounts
-come back as (amount, count) pairs and are summed as `Decimal` here.
+Money stays exact: PostgreSQL sums NUMERIC exactly; SQLite would add the TEXT amounts as binary
+floats, so there each group's amounts come back as (amount, count) pairs, summed as `Decimal`.
 """
 
 from __future__ import annotations
@@ -120,4 +120,62 @@ def _total(groups: tuple[GroupStats, ...], median: float | None) -> GroupStats:
         sum((g.cost_usd for g in groups), Decimal(0)),
         sum((g.counterfactual_usd for g in groups), Decimal(0)),
         None if median is None else float(median),
+    )
+
+
+# PostgreSQL: the same figures; NUMERIC sums are exact and percentile_cont(0.5) is the median
+# (the middle value, or the mean of the two middle ones).
+_PG_GROUP_EXPR: dict[Dimension, str] = {
+    **_GROUP_EXPR,
+    "day": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
+_PG_FIGURES = (
+    "SELECT {g} AS g, COUNT(*), COUNT(*) FILTER (WHERE status >= 400), "
+    "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+    "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(counterfactual_usd), 0), "
+    "percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_s) FILTER (WHERE status < 400) "
+    "FROM {table} WHERE {where} GROUP BY g"
+)
+_PG_MEDIAN = (
+    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_s) FROM {table} "
+    "WHERE {where} AND status < 400"
+)
+
+
+def postgres_usage_report(
+    conn: Any, *, by: Dimension, since: float | None = None, key_id: str | None = None
+) -> Report:
+    """The report over the PostgreSQL ledger on `conn` (a psycopg connection)."""
+    from triage.ledger.postgres import TABLE
+
+    if by not in _PG_GROUP_EXPR:
+        raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(DIMENSIONS)}")
+    clauses: list[str] = ["TRUE"]
+    params: list[float | str] = []
+    if since is not None:
+        clauses.append("ts >= %s")
+        params.append(since)
+    if key_id is not None:
+        clauses.append("key_id = %s")
+        params.append(key_id)
+    where = " AND ".join(clauses)
+    sql = _PG_FIGURES.format(g=_PG_GROUP_EXPR[by], table=TABLE, where=where)
+    groups = [_pg_group(record) for record in conn.execute(sql.encode(), params).fetchall()]
+    stats = tuple(sorted(groups, key=lambda g: g.group))
+    median_sql = _PG_MEDIAN.format(table=TABLE, where=where)
+    (median,) = conn.execute(median_sql.encode(), params).fetchone()
+    return Report(by=by, groups=stats, total=_total(stats, median))
+
+
+def _pg_group(record: tuple[Any, ...]) -> GroupStats:
+    g, requests, errors, prompt, completion, cost, would_be, median = record
+    return GroupStats(
+        group=str(g),
+        requests=int(requests),
+        errors=int(errors),
+        prompt_tokens=int(prompt),
+        completion_tokens=int(completion),
+        cost_usd=Decimal(cost),
+        counterfactual_usd=Decimal(would_be),
+        p50_latency_s=None if median is None else float(median),
     )

@@ -3,7 +3,8 @@ and GET /v1/triage/usage (spend, savings and volume from the ledger, as `triage 
 
 With client keys configured both take a key. Explain shows a client key only the groups it may
 use; usage shows a client key its own requests and the admin key everyone's. The usage report
-is aggregated by SQLite in a thread (usage_db.py), one at a time, never on the event loop.
+is aggregated by the ledger's database (SQLite or PostgreSQL: usage_db.py) in a thread, one at
+a time, never on the event loop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from triage.explain import explain
 from triage.metering import format_usd
 from triage.protocol import ChatCompletionRequest
 from triage.report import parse_since
-from triage.usage_db import usage_report
 
 router = APIRouter()
 
@@ -67,15 +67,15 @@ async def usage(
 ) -> dict[str, Any]:
     who = caller(request)
     app_state = state(request)
-    if app_state.extras.get("ledger") is None:
+    ledger = app_state.extras.get("ledger")
+    if ledger is None:
         raise NotFound("the usage ledger is disabled (triage.ledger.enabled)", code="no_ledger")
     try:
         start = parse_since(since, now=time.time()) if since else None
     except ValueError as exc:
         raise BadRequest(str(exc), param="since") from None
-    path = app_state.extras["ledger_path"]
     key_id = None if who.key is None else who.key.id
     async with app_state.extras["usage_lock"]:
-        report = await asyncio.to_thread(usage_report, path, by=by, since=start, key_id=key_id)
+        report = await asyncio.to_thread(ledger.report, by=by, since=start, key_id=key_id)
     result: dict[str, Any] = report.to_json()
     return result

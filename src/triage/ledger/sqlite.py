@@ -1,102 +1,44 @@
-"""The usage ledger: one SQLite row per request, written before the request is acknowledged.
+"""The SQLite ledger: one row per request in a local file, written before the request is
+acknowledged.
 
-Owns the ``usage`` table's schema and every read and write of it. Durability: WAL journal with
-``synchronous=NORMAL`` (the default here). A commit then writes the row into the WAL file
-through the OS page cache, so an acknowledged row survives the process being killed (even
-``kill -9``); it is not fsynced, so an OS crash or power loss may lose the last few rows (the
-database itself stays consistent). ``synchronous="FULL"`` fsyncs the WAL on every commit and
-survives power loss at the price of one fsync per request.
+Durability: WAL journal with ``synchronous=NORMAL`` (the default here). A commit then writes the
+row into the WAL file through the OS page cache, so an acknowledged row survives the process
+being killed (even ``kill -9``); it is not fsynced, so an OS crash or power loss may lose the
+last few rows (the database itself stays consistent). ``synchronous="FULL"`` fsyncs the WAL on
+every commit and survives power loss at the price of one fsync per request.
 
 Money is stored as TEXT (plain decimal notation) so it round-trips exactly as ``Decimal``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-SCHEMA_VERSION = 2  # 2: the `error` column (what failed); version 1 files gain it on open
+from triage.ledger.rows import ADDED, COLUMNS, FIELDS, SCHEMA_VERSION, LedgerRow, values_of
 
-_COLUMNS = (
-    ("ts", "REAL NOT NULL"),
-    ("request_id", "TEXT NOT NULL"),
-    ("key_id", "TEXT"),
-    ("task", "TEXT NOT NULL"),
-    ("tier", "TEXT NOT NULL"),
-    ("route", "TEXT NOT NULL"),
-    ("deployment", "TEXT NOT NULL"),
-    ("status", "INTEGER NOT NULL"),
-    ("prompt_tokens", "INTEGER NOT NULL"),
-    ("completion_tokens", "INTEGER NOT NULL"),
-    ("usage_source", "TEXT NOT NULL"),
-    ("cost_usd", "TEXT NOT NULL"),
-    ("counterfactual_usd", "TEXT NOT NULL"),
-    ("latency_s", "REAL NOT NULL"),
-    ("ttft_s", "REAL"),
-    ("stream", "INTEGER NOT NULL"),
-    ("attempts", "INTEGER NOT NULL"),
-    ("fallbacks", "INTEGER NOT NULL"),
-    ("error", "TEXT NOT NULL DEFAULT ''"),
-)
-# Columns added after version 1, added in place to an older file when it is opened.
-_ADDED = (("error", "TEXT NOT NULL DEFAULT ''"),)
-_FIELDS = tuple(name for name, _ in _COLUMNS)  # the order of LedgerRow's fields (a test pins it)
-_NAMES = ", ".join(_FIELDS)
+if TYPE_CHECKING:
+    from triage.report import Dimension, Report
+
+_NAMES = ", ".join(FIELDS)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS usage (id INTEGER PRIMARY KEY, "
-    + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
+    + ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
     + ")",
     "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)",
     "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts)",
 )
-_INSERT = f"INSERT INTO usage ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = f"INSERT INTO usage ({_NAMES}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _SELECT = f"SELECT {_NAMES} FROM usage WHERE ts >= ? ORDER BY ts, id"
 # IS (not =) so that spend(None, ...) sums the requests made without a key.
 _SPEND = "SELECT cost_usd FROM usage WHERE key_id IS ? AND ts >= ?"
 
 
-@dataclass(frozen=True)
-class LedgerRow:
-    """One request as the ledger records it. ``route`` and ``deployment`` are where the last
-    attempt went ("" when none was made); ``error`` is the failure's kind ("" when it
-    succeeded; see ``triage.errors.error_kind``)."""
-
-    ts: float
-    request_id: str
-    key_id: str | None
-    task: str
-    tier: str
-    route: str
-    deployment: str
-    status: int
-    prompt_tokens: int
-    completion_tokens: int
-    usage_source: str
-    cost_usd: Decimal
-    counterfactual_usd: Decimal
-    latency_s: float
-    ttft_s: float | None
-    stream: bool
-    attempts: int
-    fallbacks: int
-    error: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("cost_usd", "counterfactual_usd"):
-            value = getattr(self, name)
-            # A float here would be stored inexactly and break every later sum.
-            if not isinstance(value, Decimal) or not value.is_finite():
-                raise TypeError(f"LedgerRow.{name} must be a finite Decimal, got {value!r}")
-
-
 def _to_db(row: LedgerRow) -> tuple[Any, ...]:
-    # Read field by field: dataclasses.astuple deep-copies every value (~20 µs a row).
-    values = [getattr(row, name) for name in _FIELDS]
+    values = values_of(row)
     for index, value in enumerate(values):
         if isinstance(value, Decimal):
             values[index] = format(value, "f")  # no exponent: readable in the sqlite3 shell
@@ -106,7 +48,7 @@ def _to_db(row: LedgerRow) -> tuple[Any, ...]:
 
 
 def _from_db(record: tuple[Any, ...]) -> LedgerRow:
-    values = dict(zip(_FIELDS, record, strict=True))
+    values = dict(zip(FIELDS, record, strict=True))
     values["cost_usd"] = Decimal(values["cost_usd"])
     values["counterfactual_usd"] = Decimal(values["counterfactual_usd"])
     values["stream"] = bool(values["stream"])
@@ -123,7 +65,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
     present = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
-    for name, kind in _ADDED:
+    for name, kind in ADDED:
         if name not in present:
             conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -136,6 +78,9 @@ class Ledger:
     described in the module docstring by the time the request is acknowledged.
     """
 
+    # A commit to a local file takes microseconds: group commit runs it on the event loop.
+    inline_commits = True
+
     def __init__(
         self,
         path: str | Path,
@@ -147,6 +92,7 @@ class Ledger:
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         # isolation_level=None: autocommit, so each INSERT is its own committed transaction.
         # timeout: how long to wait on another process's lock (the CLI reading while we write).
+        self.path = path
         self._conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=timeout
         )
@@ -211,6 +157,13 @@ class Ledger:
             costs = self._conn.execute(_SPEND, (key_id, start)).fetchall()
         return sum((Decimal(cost) for (cost,) in costs), Decimal(0))
 
+    def report(self, *, by: Dimension, since: float | None, key_id: str | None) -> Report:
+        """The usage report, aggregated on a read-only connection of its own (never this one,
+        whose lock the request path takes)."""
+        from triage.usage_db import usage_report  # imports triage.report, which imports us
+
+        return usage_report(self.path, by=by, since=since, key_id=key_id)
+
     def close(self) -> None:
         """Close the connection (idempotent); a clean close also checkpoints the WAL."""
         with self._lock:
@@ -221,49 +174,3 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class GroupCommit:
-    """Group commit for a server: the rows submitted during one event-loop turn share one
-    transaction.
-
-    Each request still waits for its own row to be committed before it is acknowledged, so the
-    kill -9 guarantee holds; but requests that finish together pay for one commit between them
-    (a commit is most of an append's cost) instead of one each.
-    """
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self._rows: list[LedgerRow] = []
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def submit(self, row: LedgerRow) -> asyncio.Future[None] | None:
-        """Queue `row`; the future resolves once it is committed. Outside an event loop the row
-        is committed before this returns (and None comes back)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.ledger.append(row)
-            return None
-        if not self._rows:
-            loop.call_soon(self.flush)
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._rows.append(row)
-        self._waiters.append(waiter)
-        return waiter
-
-    def flush(self) -> None:
-        rows, waiters = self._rows, self._waiters
-        self._rows, self._waiters = [], []
-        if not rows:
-            return
-        try:
-            self.ledger.append_many(rows)
-        except Exception as exc:  # every waiting request fails with it, none is acknowledged
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)

@@ -4,6 +4,7 @@ traceback. Real uvicorn server on loopback, fake upstream on loopback, both lane
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -60,10 +61,21 @@ def rows(path: Path) -> list[LedgerRow]:
         return ledger.rows()
 
 
-def leave_early(url: str, path: str, body: dict[str, Any]) -> None:
-    """Send `body` and hang up after half a second, before any answer."""
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(url + path, json=body, timeout=httpx.Timeout(10, read=0.5))
+def leave_early(url: str, path: str, body: dict[str, Any], fake: FakeUpstreamThread) -> None:
+    """Send `body`, wait until the upstream has it, then hang up before any answer."""
+    seen = fake.stats()["requests"]
+    raw = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(raw)}\r\n\r\n"
+    )
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(head.encode() + raw)
+        assert wait_for(lambda: fake.stats()["requests"] > seen), "never reached the upstream"
+        sock.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # nothing came back yet: the client leaves before any answer
 
 
 def test_a_non_stream_client_that_leaves_cancels_the_upstream_call(
@@ -76,7 +88,7 @@ def test_a_non_stream_client_that_leaves_cancels_the_upstream_call(
         # half second (litellm's first call alone can take longer).
         assert httpx.post(url + "/v1/chat/completions", json=body, timeout=30).status_code == 200
         fake.configure(latency_ms=30_000)  # far longer than the test waits
-        leave_early(url, "/v1/chat/completions", body)
+        leave_early(url, "/v1/chat/completions", body, fake)
         # Cancelled within seconds, not after the upstream's 30 s.
         assert wait_for(lambda: fake.stats()["cancelled"] == 1), fake.stats()
         assert wait_for(lambda: len(rows(ledger)) == 2)
@@ -97,7 +109,7 @@ def test_an_embeddings_client_that_leaves_cancels_the_upstream_call(
     with gateway(fake, ledger) as url:
         assert httpx.post(url + "/v1/embeddings", json=body, timeout=30).status_code == 200
         fake.configure(latency_ms=30_000)
-        leave_early(url, "/v1/embeddings", body)
+        leave_early(url, "/v1/embeddings", body, fake)
         assert wait_for(lambda: fake.stats()["cancelled"] == 1), fake.stats()
         assert wait_for(lambda: len(rows(ledger)) == 2)
     row = rows(ledger)[1]
@@ -111,7 +123,7 @@ def test_a_stream_client_that_leaves_before_the_first_chunk_cancels_it(
     ledger = tmp_path / "l.db"
     body = {"model": "m", "messages": MSG, "stream": True}
     with gateway(fake, ledger) as url:
-        leave_early(url, "/v1/chat/completions", body)
+        leave_early(url, "/v1/chat/completions", body, fake)
         assert wait_for(lambda: fake.stats()["cancelled"] == 1), fake.stats()
         assert wait_for(lambda: len(rows(ledger)) == 1)
     [row] = rows(ledger)

@@ -24,9 +24,9 @@ from triage.protocol import Request as Body
 from triage.service import StreamAnswer
 
 
-async def _serve(request: Request, kind: CallKind, model: type[Body]) -> Response:
+async def _serve(request: Request, kind: CallKind, shape: type[Body]) -> Response:
     try:
-        body = await parse(request, model)
+        body = await parse(request, shape)
     except ClientDisconnect:  # an abandoned upload: nothing to answer, nothing to log
         return gone()
     app = state(request)

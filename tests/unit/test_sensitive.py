@@ -395,3 +395,21 @@ def test_adversarial_megabytes_scan_in_linear_time(detector: Detector, text: str
     started = time.perf_counter()
     detector.scan_body({"messages": [{"role": "user", "content": [text, text[:1000]]}]})
     assert time.perf_counter() - started < 10.0  # a sanity bound; real speed is in the bench
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Claude Code's system prompt carries this commit trailer: without the exception every
+        # Claude Code request was pinned local (403 where no local deployment is on the route).
+        "Co-Authored-By: Claude <noreply@anthropic.com>",
+        "Sent from no-reply@service.example-shop.io",
+        "git commit --author '123+bot@users.noreply.github.com'",
+    ],
+)
+def test_automated_sender_addresses_are_not_personal_data(text: str) -> None:
+    assert Detector(enabled=["email"]).scan_text(text) == []
+    # ...while a person's mailbox on the same domains still is.
+    person = text.replace("noreply@", "jane.doe@").replace("no-reply@", "jane.doe@")
+    if person != text:
+        assert Detector(enabled=["email"]).scan_text(person) == [Finding("email")]

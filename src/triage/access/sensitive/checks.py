@@ -12,6 +12,9 @@ _EMAIL_LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "._%+-")
 # Documentation domains (RFC 2606/6761) carry no one's data, "git@host" is an SSH remote,
 # "aes256-gcm@openssh.com" an SSH algorithm and "icon@2x.png" a file.
 _RESERVED_EMAIL_DOMAINS = ("example.com", "example.net", "example.org", "openssh.com", "libssh.org")
+# Mailboxes that belong to no person: automated senders (a commit trailer such as
+# "Co-Authored-By: Claude <noreply@anthropic.com>" sits in coding agents' system prompts).
+_ROLE_MAILBOXES = frozenset({"noreply", "no-reply", "donotreply", "do-not-reply", "mailer-daemon"})
 _NOT_EMAIL_TLDS = (  # space-delimited, looked up as " tld "
     " example test invalid localhost png jpg jpeg gif svg webp ico css js json html yaml yml toml "
     "txt lock "
@@ -58,9 +61,17 @@ def email_ok(text: str, match: re.Match[str]) -> bool:
     if text.endswith("git", 0, at) and (at == 3 or text[at - 4] not in _EMAIL_LOCAL_CHARS):
         return False
     domain = match.group(1).lower()
-    if f" {domain.rpartition('.')[2]} " in _NOT_EMAIL_TLDS:
+    if f" {domain.rpartition('.')[2]} " in _NOT_EMAIL_TLDS or _role_mailbox(text, at, domain):
         return False
     return not any(domain == d or domain.endswith("." + d) for d in _RESERVED_EMAIL_DOMAINS)
+
+
+def _role_mailbox(text: str, at: int, domain: str) -> bool:
+    start = at
+    while start > max(0, at - 64) and text[start - 1] in _EMAIL_LOCAL_CHARS:
+        start -= 1
+    local = text[start:at].lower()
+    return local in _ROLE_MAILBOXES or domain == "users.noreply.github.com"
 
 
 def international_phone_ok(match: re.Match[str]) -> bool:

@@ -34,10 +34,11 @@ def test_claude_print_mode_answers_through_triage(fake: FakeUpstreamThread, tmp_
     config = config_from(
         {
             "model_list": [
-                # Local: the sensitive scan fires on Claude Code's own system prompt, which
-                # pins the request to local deployments.
-                deployment("local", "hosted_vllm/tiny", base, local=True),
-                deployment("small", "hosted_vllm/mini", base, local=True),
+                # Not marked local: Claude Code's own system prompt must not look like personal
+                # data to the sensitive scan (it once did: its noreply@ commit trailer), or
+                # every turn would be refused for want of a local deployment.
+                deployment("local", "hosted_vllm/tiny", base),
+                deployment("small", "hosted_vllm/mini", base),
             ],
             "router_settings": {
                 "num_retries": 0,

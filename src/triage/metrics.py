@@ -89,6 +89,12 @@ class Metrics:
             ["from_group", "to_group", "reason"],
             registry=r,
         )
+        self.store_failures = Counter(
+            "triage_state_store_failures",
+            "Calls to the shared state store that failed, by operation and the policy applied",
+            ["operation", "policy"],
+            registry=r,
+        )
         self.cooldowns = Counter(
             "triage_cooldowns", "Deployments put into cooldown", ["deployment"], registry=r
         )
@@ -104,6 +110,18 @@ class Metrics:
             "Requests being served",
             registry=r,
             multiprocess_mode="livesum",
+        )
+        self.cache_lookups = Counter(
+            "triage_cache_lookups",
+            "Response cache lookups by route and result (hit, miss)",
+            ["route", "result"],
+            registry=r,
+        )
+        self.cache_saved = Counter(
+            "triage_cache_saved_usd",
+            "What the answers served from the response cache cost when they were first made",
+            ["route"],
+            registry=r,
         )
         self.sensitive = Counter(
             "triage_sensitive_requests",

@@ -14,16 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.access.guard import Guard
+from triage.access.sensitive import Detector
 from triage.accounting import Accountant
+from triage.cache import ResponseCache, build_backend
+from triage.cache.backend import CacheBackend
 from triage.classify import Classifier
 from triage.config.schema import Config
+from triage.engine.drain import Drain
 from triage.engine.lanes import Lanes
 from triage.engine.runner import Engine
-from triage.ledger import Ledger
+from triage.ledger import LedgerStore
 from triage.metering import PriceBook
 from triage.metrics import Metrics
 from triage.policy import alias_groups
-from triage.access.sensitive import Detector
 from triage.service import Service
 from triage.state import BreakerSettings, LimitStore, MemoryLimits, MemoryStore, Store
 from triage.state.sqlite import SqliteLimits
@@ -34,11 +37,13 @@ class Shared:
     metrics: Metrics
     store: Store
     prices: PriceBook
-    ledger: Ledger | None
+    ledger: LedgerStore | None
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     rng: random.Random | None = None
+    drain: Drain | None = None  # graceful shutdown: ends streams at its deadline
     limits: LimitStore | None = None  # built from the first config's `state:`; kept on reload
+    cache: CacheBackend | None = None  # the response cache's entries; kept on reload
 
 
 @dataclass
@@ -57,20 +62,38 @@ def build_classifier(config: Config) -> Classifier:
     return classifier
 
 
-def default_store(config: Config) -> Store:
+def default_store(config: Config, metrics: Metrics | None = None) -> Store:
+    """Breaker state and latency statistics: in memory, or shared through Redis (a local copy
+    refreshed once per request, see state/redis_breaker.py)."""
     rs = config.router_settings
-    return MemoryStore(
-        BreakerSettings(allowed_fails=rs.allowed_fails, cooldown_time=rs.cooldown_time)
-    )
+    breaker = BreakerSettings(allowed_fails=rs.allowed_fails, cooldown_time=rs.cooldown_time)
+    settings = config.state
+    if settings.backend == "redis" and settings.url is not None:
+        from triage.state.redis_breaker import RedisStore
+        from triage.state.redis_conn import async_client
+
+        def failed(operation: str) -> None:
+            if metrics is not None:
+                metrics.store_failures.labels(operation, "fail_open").inc()
+
+        client = async_client(settings.url.get_secret_value(), settings.timeout)
+        return RedisStore(client, breaker, on_failure=failed)
+    return MemoryStore(breaker)
 
 
-def limit_store(config: Config, ledger: Ledger | None) -> LimitStore:
+def limit_store(config: Config, ledger: LedgerStore | None) -> LimitStore:
     """Per-key counters; spend is seeded from the ledger so a restart does not reset a
     budget."""
     spend_since = ledger.spend if ledger is not None else None
     settings = config.state
     if settings.backend == "sqlite":
         return SqliteLimits(settings.path, spend_since, ttl=settings.reservation_ttl)
+    if settings.backend == "redis" and settings.url is not None:
+        from triage.state.redis_conn import async_client
+        from triage.state.redis_limits import RedisLimits
+
+        client = async_client(settings.url.get_secret_value(), settings.timeout)
+        return RedisLimits(client, spend_since, ttl=settings.reservation_ttl)
     return MemoryLimits(spend_since, ttl=settings.reservation_ttl)
 
 
@@ -92,6 +115,7 @@ def build_runtime(
         rng=shared.rng,
         context_window=lambda d: prices.context_window(d.litellm_params.model),
         on_cooldown=lambda deployment_id: metrics.cooldowns.labels(deployment_id).inc(),
+        drain=shared.drain,
     )
     if shared.limits is None:
         shared.limits = limit_store(config, shared.ledger)
@@ -101,6 +125,7 @@ def build_runtime(
         limits=shared.limits,
         wall_clock=shared.wall_clock,
         reachable=lambda name: alias_groups(config, name),
+        on_store_failure=lambda op, policy: metrics.store_failures.labels(op, policy).inc(),
     )
     accountant = Accountant(config, prices, metrics, ledger, shared.wall_clock)
     sensitive = config.triage.sensitive
@@ -109,6 +134,8 @@ def build_runtime(
         if sensitive.enabled
         else None
     )
+    if shared.cache is None:
+        shared.cache = build_backend(config.triage.cache, shared.clock)
     service = Service(
         config,
         engine,
@@ -118,5 +145,6 @@ def build_runtime(
         shared.clock,
         guard=guard,
         detector=detector,
+        cache=ResponseCache(config.triage.cache, shared.cache, metrics),
     )
     return Runtime(config, service, lanes, guard)

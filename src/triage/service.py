@@ -16,8 +16,10 @@ from triage.access.guard import Guard, limited
 from triage.access.reserve import prompt_chars, worst_case
 from triage.access.sensitive import Detector
 from triage.accounting import Accountant, Record, usage_from
+from triage.cache import Lookup, ResponseCache
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
+from triage.config.routes import CacheSettings
 from triage.config.schema import Config
 from triage.engine.base import Batch, Call, CallKind, Outcome, Relayed
 from triage.engine.runner import CANCELLED, Engine
@@ -76,6 +78,7 @@ class Service:
         *,
         guard: Guard | None = None,
         detector: Detector | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
         self.planner = Planner(config)
@@ -87,6 +90,7 @@ class Service:
         self.accountant = accountant
         self.metrics = metrics
         self.clock = clock
+        self.cache = cache or ResponseCache(CacheSettings(), None, metrics)
 
     def plan(self, request: Request, meta: Meta) -> RoutePlan:
         if meta.forced_task is not None and meta.forced_task not in TASKS:
@@ -216,8 +220,14 @@ class Service:
             reservation=reservation,
         )
         self.metrics.in_flight.inc()
+        lookup = await self.cache.lookup(kind, plan, key, body, stream)
+        if lookup.hit is not None:
+            return await self._cached(lookup, plan, record, request)
         if stream:
-            return await self._stream(plan, call, request, record)
+            answer = await self._stream(plan, call, request, record)
+            answer.chunks = self.cache.recording(lookup, answer.chunks, record)
+            answer.headers |= lookup.headers
+            return answer
         try:
             reply, outcome = await self.engine.complete(plan, call, record.attempts)
         except TriageError as err:
@@ -233,7 +243,23 @@ class Service:
         if key is not None and key.log_content:
             record.content = {"prompt": _text_of(request), "completion": _reply_text(body)}
         await self._finish(record, 200)
-        return Answer(body, self._headers(plan, record))
+        await self.cache.store(lookup, body, record)
+        return Answer(body, self._headers(plan, record) | lookup.headers)
+
+    async def _cached(
+        self, lookup: Lookup, plan: RoutePlan, record: Record, request: Request
+    ) -> Answer | StreamAnswer:
+        """A cache hit: no upstream call, $0, accounted like any answer."""
+        assert lookup.hit is not None
+        wants_usage = not isinstance(request, EmbeddingRequest) and request.wants_usage
+        served = self.cache.serve(
+            lookup.hit, record, record.stream and wants_usage, lambda: self._finish(record, 200)
+        )
+        headers = self._headers(plan, record) | lookup.headers
+        if isinstance(served, dict):
+            await self._finish(record, 200)
+            return Answer(served, headers)
+        return StreamAnswer(served, headers)
 
     async def _stream(
         self, plan: RoutePlan, call: Call, request: Request, record: Record

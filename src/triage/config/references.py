@@ -44,7 +44,25 @@ def check_references(data: Mapping[str, Any]) -> list[Problem]:
         if alias in groups:
             problems.append((f"triage.aliases[{i}]", f'"{alias}" is also a model group name'))
     problems += _key_refs(_map(data.get("auth")), groups | aliases)
+    problems += _cache_refs(_map(triage.get("cache")), groups, _map(data.get("auth")))
     return problems
+
+
+def _cache_refs(
+    cache: Mapping[str, Any], groups: set[str], auth: Mapping[str, Any]
+) -> list[Problem]:
+    routes = groups | set(TASKS) | {"default", "escalate"}
+    keys = {str(_map(k).get("id")) for k in _list(auth.get("keys"))}
+    problems = [
+        (f"triage.cache.routes.{name}", f'unknown route or model group "{name}"')
+        for name in _map(cache.get("routes"))
+        if name not in routes
+    ]
+    return problems + [
+        (f"triage.cache.keys.{name}", f'unknown key id "{name}"')
+        for name in _map(cache.get("keys"))
+        if name not in keys
+    ]
 
 
 def _key_refs(auth: Mapping[str, Any], models: set[str]) -> list[Problem]:

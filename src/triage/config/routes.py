@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 Strict = ConfigDict(extra="forbid", frozen=True)
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -44,10 +44,24 @@ class Savings(BaseModel):
 
 
 class LedgerSettings(BaseModel):
+    """Where the usage ledger lives: a SQLite file (`path`), or a PostgreSQL table shared by a
+    fleet (`dsn`; keep its password out of the YAML: `password: os.environ/NAME`, or the whole
+    `dsn: os.environ/NAME`). Both are secrets: never logged or shown."""
+
     model_config = Strict
 
     enabled: bool = True
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "triage-usage.db"
+    dsn: SecretStr | None = None
+    password: SecretStr | None = None
+    connect_timeout: PositiveFloat = 5.0
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> LedgerSettings:
+        if self.backend == "postgres" and self.dsn is None:
+            raise ValueError("backend postgres needs a dsn (e.g. postgresql://triage@db/triage)")
+        return self
 
 
 class SensitiveSettings(BaseModel):
@@ -90,6 +104,27 @@ class SensitiveSettings(BaseModel):
         return value
 
 
+class CacheSettings(BaseModel):
+    """The exact-match response cache (`triage.cache`), off unless turned on.
+
+    `enabled` is the default for every request; `routes` (a route name, or a model group named by
+    the client) and `keys` (a key id) turn it on or off for theirs: a key's setting wins over its
+    route's. An entry is keyed by the key id (unless `share_across_keys`; never for a sensitive
+    request), the route's model groups and every field that changes the output.
+    """
+
+    model_config = Strict
+
+    enabled: bool = False
+    ttl: PositiveFloat = 3600.0
+    backend: Literal["memory", "redis"] = "memory"
+    max_entries: Annotated[int, Field(gt=0)] = 10_000
+    max_entry_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    share_across_keys: bool = False
+    routes: dict[str, bool] = {}
+    keys: dict[str, bool] = {}
+
+
 class TriageSettings(BaseModel):
     """The `triage:` block."""
 
@@ -115,3 +150,4 @@ class TriageSettings(BaseModel):
     savings: Savings = Savings()
     ledger: LedgerSettings = LedgerSettings()
     sensitive: SensitiveSettings = SensitiveSettings()
+    cache: CacheSettings = CacheSettings()

@@ -31,7 +31,7 @@ from triage.api.disconnect import gone, unless_gone
 from triage.api.errors import validation_error
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream
-from triage.api.sticky import StickyRoutes
+from triage.api.sticky import Pins, sticky_routes
 from triage.api.token_count import TokenCounter
 from triage.config.auth import KeySpec
 from triage.config.group_alias import resolve_model
@@ -54,8 +54,10 @@ STICKY = "sticky_routes"  # shared with the Responses API (api/responses.py)
 COUNTER = "token_counter"
 
 
-def _sticky(app: AppState) -> StickyRoutes:
-    routes: StickyRoutes = app.extras.setdefault(STICKY, StickyRoutes())
+def _sticky(app: AppState) -> Pins:
+    routes: Pins | None = app.extras.get(STICKY)
+    if routes is None:
+        routes = app.extras[STICKY] = sticky_routes(app.config, app.shared.metrics)
     return routes
 
 

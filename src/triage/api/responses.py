@@ -24,9 +24,10 @@ from triage.api.disconnect import gone, unless_gone
 from triage.api.errors import validation_error
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream
-from triage.api.sticky import StickyRoutes, conversation_keys, usable
+from triage.api.sticky import Pins, conversation_keys, sticky_routes, usable
 from triage.config.schema import Config
 from triage.errors import BadRequest, NotFound, TriageError
+from triage.metrics import Metrics
 from triage.protocol import ChatCompletionRequest
 from triage.protocols.responses import Item, ResponsesRequest, to_chat
 from triage.protocols.responses_output import Draft, from_chat, stored_input_items
@@ -39,9 +40,22 @@ STORE = "responses_store"
 STICKY = "sticky_routes"
 
 
-def responses_store(config: Config, wall_clock: Callable[[], float]) -> SqliteResponses:
-    """The store for `config` (opened on first use): `responses.path`, or beside the ledger."""
+def responses_store(
+    config: Config, wall_clock: Callable[[], float], metrics: Metrics | None = None
+) -> ResponseStore:
+    """The store for `config` (opened on first use): `responses.path`, or beside the ledger;
+    on the shared state store when `state.backend` is redis."""
     settings = config.responses
+    if config.state.backend == "redis" and config.state.url is not None:
+        from triage.state.redis_conn import sync_client
+        from triage.state.redis_responses import RedisResponses
+
+        def failed(operation: str, policy: str) -> None:
+            if metrics is not None:
+                metrics.store_failures.labels(operation, policy).inc()
+
+        client = sync_client(config.state.url.get_secret_value(), config.state.timeout)
+        return RedisResponses(client, settings.store_ttl, on_failure=failed)
     path = settings.path or str(Path(config.triage.ledger.path).with_name("triage-responses.db"))
     return SqliteResponses(path, settings.store_ttl, wall_clock)
 
@@ -51,8 +65,10 @@ def _store(app: AppState) -> ResponseStore:
     return store
 
 
-def _sticky(app: AppState) -> StickyRoutes:
-    routes: StickyRoutes = app.extras.setdefault(STICKY, StickyRoutes())
+def _sticky(app: AppState) -> Pins:
+    routes: Pins | None = app.extras.get(STICKY)
+    if routes is None:
+        routes = app.extras[STICKY] = sticky_routes(app.config, app.shared.metrics)
     return routes
 
 

@@ -7,7 +7,8 @@ answered), by its `prompt_cache_key`, or by a hash of its opening items (instruc
 input item), which agents that resend the whole conversation each turn repeat unchanged.
 Failover still moves a turn when the group fails (the runner's fallbacks apply as ever); the
 group it lands on is what later turns stick to. The key -> group map is per process and
-bounded; the chain's group is stored with the response.
+bounded, or shared by the replicas on the state store (`state.backend: redis`); the chain's
+group is stored with the response.
 """
 
 from __future__ import annotations
@@ -15,11 +16,36 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from typing import Protocol
 
 from triage.config.auth import KeySpec
 from triage.config.schema import Config
+from triage.metrics import Metrics
 from triage.policy import is_alias
 from triage.protocols.responses import ResponsesRequest, input_items
+
+
+class Pins(Protocol):
+    def find(self, keys: list[str]) -> str | None: ...
+    def remember(self, keys: list[str], group: str) -> None: ...
+
+
+def sticky_routes(config: Config, metrics: Metrics | None = None) -> Pins:
+    """Per process, or on the shared store (`state.backend: redis`) so that every replica
+    continues a conversation on the group that answered it; pins live as long as stored
+    responses (`responses.store_ttl`)."""
+    state = config.state
+    if state.backend != "redis" or state.url is None:
+        return StickyRoutes()
+    from triage.state.redis_conn import sync_client
+    from triage.state.redis_responses import RedisPins
+
+    def failed(operation: str, policy: str) -> None:
+        if metrics is not None:
+            metrics.store_failures.labels(operation, policy).inc()
+
+    client = sync_client(state.url.get_secret_value(), state.timeout)
+    return RedisPins(client, config.responses.store_ttl, on_failure=failed)
 
 
 class StickyRoutes:

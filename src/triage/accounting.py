@@ -16,7 +16,7 @@ from typing import Any
 from triage.config.schema import Config, Deployment
 from triage.engine.base import AttemptRecord, Outcome, fallbacks_of
 from triage.errors import CLIENT_DISCONNECTED
-from triage.ledger import GroupCommit, Ledger, LedgerRow
+from triage.ledger import GroupCommit, LedgerRow, LedgerStore
 from triage.metering import (
     ComputePrice,
     Price,
@@ -111,7 +111,7 @@ class Accountant:
         config: Config,
         prices: PriceBook,
         metrics: Metrics,
-        ledger: Ledger | None,
+        ledger: LedgerStore | None,
         wall_clock: Callable[[], float],
     ) -> None:
         self.config = config

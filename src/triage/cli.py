@@ -181,18 +181,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """The report from the config's ledger (its SQLite file or PostgreSQL table), or from the
+    SQLite file `--ledger` names; aggregated by the database, never loaded row by row."""
     import time
 
-    from triage.ledger import Ledger
-    from triage.report import parse_since, summarize
+    from triage.config.routes import LedgerSettings
+    from triage.ledger import open_ledger
+    from triage.report import parse_since
 
-    path = args.ledger or (_load(args.config).triage.ledger.path if args.config else None)
-    if path is None or not Path(path).exists():
-        print(f"no ledger at {path}; pass --ledger PATH or --config PATH", file=sys.stderr)
-        return 1
+    settings = _load(args.config).triage.ledger if args.config and not args.ledger else None
+    if settings is None or settings.backend == "sqlite":
+        path = args.ledger or (settings.path if settings else None)
+        if path is None or not Path(path).exists():
+            print(f"no ledger at {path}; pass --ledger PATH or --config PATH", file=sys.stderr)
+            return 1
+        settings = LedgerSettings(path=path)
     since = parse_since(args.since, now=time.time()) if args.since else None
-    with Ledger(path) as ledger:
-        report = summarize(ledger.rows(since), by=args.by)
+    ledger = open_ledger(settings)
+    try:
+        report = ledger.report(by=args.by, since=since, key_id=None)
+    finally:
+        ledger.close()
     print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
     return 0
 
@@ -250,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse's REMAINDER refuses a remainder that starts with an option (`--port P`), so
         # the fake upstream's own parser gets its arguments untouched.
         return cmd_fake_upstream(argparse.Namespace(rest=words[1:]))
+    from triage.ledger import LedgerUnavailable
+
     args = _parser().parse_args(words)
     try:
         code: int = args.func(args)
@@ -258,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, LedgerUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return code

@@ -37,9 +37,10 @@ from triage.api.openapi import install_openapi
 from triage.api.reloading import show_config
 from triage.classify import Classifier
 from triage.config.schema import Config
+from triage.engine.drain import Drain
 from triage.engine.lanes import Lanes
 from triage.engine.runner import Engine
-from triage.ledger import Ledger
+from triage.ledger import open_ledger
 from triage.metering import PriceBook
 from triage.metrics import Metrics
 from triage.runtime import Shared, build_runtime, default_store
@@ -66,10 +67,12 @@ def create_app(
     the address the server listens on (default: server.host): it decides the default allowed
     Host names and whether a reload may drop client keys."""
     metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
-    ledger = Ledger(config.triage.ledger.path) if config.triage.ledger.enabled else None
+    ledger = open_ledger(config.triage.ledger) if config.triage.ledger.enabled else None
+    drain = Drain(config.server.drain_timeout, config.server.drain_delay)
     shared = Shared(
         metrics=metrics,
-        store=store or default_store(config),
+        drain=drain,
+        store=store or default_store(config, metrics),
         prices=PriceBook(),
         ledger=ledger,
         clock=clock or time.monotonic,
@@ -87,10 +90,11 @@ def create_app(
             "probe_client": probe_client,
             "multiproc_dir": multiproc_dir,
             "ledger": ledger,
+            "drain": drain,
             "ledger_path": config.triage.ledger.path,
             "probes": ProbeCache(probe_client),
             "usage_lock": asyncio.Lock(),
-            responses.STORE: responses.responses_store(config, wall_clock),
+            responses.STORE: responses.responses_store(config, wall_clock, metrics),
         },
         bind_host=bind_host,
     )
@@ -98,7 +102,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         app_state.watch_sighup()
+        drain.watch_sigterm()
         yield
+        commits = app_state.runtime.service.accountant.commits
+        if commits is not None:
+            await commits.drain()  # the rows of requests that finished during the drain
         await probe_client.aclose()
         await app_state.close()
         if ledger is not None:

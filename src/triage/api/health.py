@@ -72,6 +72,9 @@ async def health() -> dict[str, str]:
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
     app_state = state(request)
+    drain = app_state.extras.get("drain")
+    if drain is not None and drain.draining:  # SIGTERM: a load balancer should stop sending
+        return JSONResponse({"status": "draining"}, status_code=503)
     config, engine = app_state.config, app_state.service.engine
     cache: ProbeCache = app_state.extras["probes"]
     await cache.refresh(config, engine.store)

@@ -19,6 +19,7 @@ counted on the bytes received, because httptools buffers a header until it is co
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -65,7 +66,13 @@ class Bounds:
 def server_options(settings: ServerSettings) -> dict[str, Any]:
     """Keyword arguments for `uvicorn.run` / `uvicorn.Config` that apply the bounds."""
     protocol = partial(BoundedProtocol, bounds=Bounds.of(settings))
-    return {"http": cast("type[asyncio.Protocol]", protocol)}
+    # uvicorn's own deadline is a backstop: streams are ended at drain_timeout (engine/drain.py)
+    # with an error event, and this leaves them time to be written and recorded.
+    backstop = math.ceil(settings.drain_timeout + DRAIN_MARGIN)
+    return {"http": cast("type[asyncio.Protocol]", protocol), "timeout_graceful_shutdown": backstop}
+
+
+DRAIN_MARGIN = 5.0  # seconds past server.drain_timeout before uvicorn cancels what is left
 
 
 class _Refused(Exception):

@@ -187,6 +187,10 @@ class ServerSettings(BaseModel):
     header_timeout: PositiveFloat = 10.0
     body_timeout: PositiveFloat = 30.0
     max_connections: Annotated[int, Field(gt=0)] = 1000
+    # Graceful drain on SIGTERM (engine/drain.py): readiness 503 at once, new connections
+    # refused after drain_delay, streams still running drain_timeout after the signal ended.
+    drain_timeout: PositiveFloat = 30.0
+    drain_delay: Annotated[float, Field(ge=0)] = 0.0
     max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
     max_sse_line_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from triage.config.schema import Config, Deployment
 from triage.engine.base import AttemptRecord, Batch, Call, Outcome, Reply, Timeouts, Transport
 from triage.engine.base import UpstreamStream as _Stream
+from triage.engine.drain import Drain
 from triage.engine.selection import choose
 from triage.errors import (
     AllAttemptsFailed,
@@ -77,6 +78,7 @@ class Engine:
         rng: random.Random | None = None,
         context_window: Callable[[Deployment], int | None] = lambda d: None,
         on_cooldown: Callable[[str], None] = lambda deployment_id: None,
+        drain: Drain | None = None,
     ) -> None:
         self.config = config
         self.lane = lanes
@@ -86,6 +88,7 @@ class Engine:
         self.rng = rng or random.Random()
         self.context_window = context_window
         self.on_cooldown = on_cooldown
+        self.drain = drain
         self.groups: Mapping[str, list[Deployment]] = config.groups
 
     async def complete(
@@ -131,6 +134,8 @@ class Engine:
         idle = outcome.deployment.model_info.stream_idle_timeout
         idle = idle or self.config.triage.stream_idle_timeout
         rest = self._relay(upstream, outcome, min(deadline, self.clock() + total), idle)
+        if self.drain is not None:  # a shutdown ends it at the drain deadline
+            rest = self.drain.bounded(rest)
         return StreamStart(first=first, rest=rest, outcome=outcome)
 
     async def _relay(

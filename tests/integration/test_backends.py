@@ -24,7 +24,9 @@ CHAT = {"messages": [{"role": "user", "content": "hello there"}], "max_completio
 async def _post(
     app: Any, body: dict[str, Any], path: str = "/v1/chat/completions"
 ) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as c:
         return await c.post(path, json=body)
 
 

@@ -42,7 +42,7 @@ async def test_respx_sees_the_request_litellm_sends_upstream() -> None:
             return_value=httpx.Response(200, json=OPENAI_REPLY)
         )
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://triage"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         ) as client:
             response = await client.post(
                 "/v1/chat/completions",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from decimal import Decimal
@@ -21,8 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.helpers import config_from, deployment, serve
+from tests.integration.test_process import _serve
 from tests.redis_server import ValkeyServer
 from triage.api import create_app
 from triage.config.schema import Config
@@ -241,3 +244,38 @@ def test_store_killed_mid_traffic_then_restarted(
     assert 'triage_state_store_failures_total{operation="reserve",policy="fail_closed"}' in metrics
     assert 'triage_state_store_failures_total{operation="reserve",policy="fail_open"}' in metrics
     assert after == [200] * 10 and after_open == [200] * 10  # recovered, no restart
+
+
+def test_two_serve_processes_share_one_budget_and_rpm(
+    slow_fake: FakeUpstreamThread, store: ValkeyServer, tmp_path: Path
+) -> None:
+    """Two real `triage serve` processes, each with its own ledger, on one store."""
+    budget = ONE * 6 + ONE / 2
+    key = {"rpm": 8, "budget": {"daily_usd": str(budget)}}
+    paths = []
+    for name in ("a", "b"):
+        config = _config(slow_fake, store.url, key, tmp_path / f"{name}.db")
+        data = config.model_dump(mode="json", exclude_none=True)
+        data["auth"] = {
+            "admin_key": "os.environ/ADMIN_KEY",
+            "keys": [
+                {"id": "team", "key": "os.environ/TEAM_KEY", **key},
+                {"id": "open", "key": "os.environ/OPEN_KEY", "rpm": 1000},
+            ],
+        }
+        data["state"] = {"backend": "redis", "url": "os.environ/STATE_URL"}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        paths.append(path)
+    env = {**os.environ, **ENV, "STATE_URL": store.url, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    body = {"model": "cloud", "messages": MSG, "max_tokens": OUT}
+    with _serve(paths[0], env) as (first, _), _serve(paths[1], env) as (second, _):
+        statuses = asyncio.run(_burst([first, second], 50, body))
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        views = [httpx.get(u + "/admin/keys", headers=admin).json() for u in (first, second)]
+    assert statuses.count(200) == 6 and statuses.count(429) == 44
+    assert len(slow_fake.requests()) == 6
+    team = [next(k for k in view["data"] if k["id"] == "team") for view in views]
+    assert team[0]["spend"] == team[1]["spend"]  # both replicas read one set of counters
+    assert Decimal(team[0]["spend"]["today_usd"]) == ONE * 6
+    assert team[0]["requests_last_minute"] == 6

@@ -167,7 +167,11 @@ class Guard:
         now = self.wall_clock()
         out = []
         for spec in self.settings.keys:
-            snap = await self.limits.snapshot(spec.id, now)
+            try:
+                snap = await self.limits.snapshot(spec.id, now)
+            except StoreDown as exc:
+                self._store_failed("snapshot", "fail_closed", spec.id, exc)
+                raise StoreUnavailable("the shared state store is unreachable") from None
             out.append(
                 {
                     "id": spec.id,

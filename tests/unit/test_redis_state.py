@@ -1,0 +1,108 @@
+"""The shared breaker state and limits on a real Valkey server, with two stores standing for two
+replicas: a cooldown one trips is seen by the other after its next `sync`, exactly one replica
+probes a half-open deployment, a success anywhere closes it everywhere, latency averages are
+shared; many clients reserving at once get exactly the limit; an unreachable store raises
+`StoreDown` fast and the same client works again once the store is back."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from tests.redis_server import ValkeyServer
+from triage.state.breaker import BreakerSettings, DeploymentState
+from triage.state.limits import Ask, Reservation
+from triage.state.redis_breaker import RedisStore
+from triage.state.redis_conn import StoreDown, async_client
+from triage.state.redis_limits import RedisLimits
+
+NOW = 1_800_000_000.0
+
+
+def _pair(url: str, cooldown: float = 60.0) -> tuple[RedisStore, RedisStore]:
+    settings = BreakerSettings(allowed_fails=2, window=60, cooldown_time=cooldown)
+    return (
+        RedisStore(async_client(url, 5.0), settings),
+        RedisStore(async_client(url, 5.0), settings),
+    )
+
+
+async def _end_cooldown(valkey: ValkeyServer, deployment: str) -> None:
+    """What the store's clock does when the cooldown is over: its key expires."""
+    client = async_client(valkey.url, 5.0)
+    assert await client.pexpire(f"triage:{{dep}}:{deployment}:cool", 1)
+    for _ in range(500):
+        if not await client.exists(f"triage:{{dep}}:{deployment}:cool"):
+            break
+        await asyncio.sleep(0.01)
+    await client.aclose()
+
+
+async def test_a_cooldown_is_shared_and_one_replica_probes(valkey: ValkeyServer) -> None:
+    a, b = _pair(valkey.url)
+    await b.sync(["d"], 0.0)
+    assert b.acquire("d", 0.0)
+    b.release("d")
+    # One failure on each replica: neither reached allowed_fails alone, together they do.
+    a.record_failure("d", 0.0)
+    b.record_failure("d", 0.0)
+    await a.flush()
+    await b.flush()
+    await a.sync(["d"], 1.0)
+    await b.sync(["d"], 1.0)
+    assert a.state("d", 1.0) == b.state("d", 1.0) == DeploymentState.COOLING_DOWN
+    assert not a.acquire("d", 1.0) and not b.acquire("d", 1.0)
+    await _end_cooldown(valkey, "d")
+    await a.sync(["d"], 2.0)
+    await b.sync(["d"], 2.0)
+    probes = [a.acquire("d", 2.0), b.acquire("d", 2.0)]
+    assert sorted(probes) == [False, True]  # exactly one replica holds the probe
+    prober, other = (a, b) if probes[0] else (b, a)
+    prober.record_success("d", 2.0, latency=0.5, ttft=None)
+    await prober.flush()
+    await other.sync(["d"], 3.0)
+    assert other.state("d", 3.0) == DeploymentState.HEALTHY and other.acquire("d", 3.0)
+    assert other.latency("d", stream=False) == 0.5 and other.samples("d") == 1
+
+
+async def test_a_failed_probe_cools_down_again_everywhere(valkey: ValkeyServer) -> None:
+    a, b = _pair(valkey.url)
+    a.record_failure("d", 0.0)
+    a.record_failure("d", 0.0)
+    await a.flush()
+    await _end_cooldown(valkey, "d")
+    await a.sync(["d"], 1.0)
+    assert a.acquire("d", 1.0)  # a holds the probe
+    a.record_failure("d", 1.0)
+    await a.flush()
+    await b.sync(["d"], 1.0)
+    assert b.state("d", 1.0) == DeploymentState.COOLING_DOWN
+
+
+async def test_many_clients_reserving_at_once_get_exactly_the_limit(
+    valkey: ValkeyServer,
+) -> None:
+    stores = [RedisLimits(async_client(valkey.url, 5.0)) for _ in range(4)]
+    ask = Ask("k", 10, Decimal("0.000000001"), rpm=1000, daily_usd=Decimal("0.000000013"))
+    results = await asyncio.gather(*(s.reserve(ask, NOW) for s in stores for _ in range(25)))
+    assert sum(isinstance(r, Reservation) for r in results) == 13  # to the nano-dollar
+    snap = await stores[0].snapshot("k", NOW)
+    assert snap.in_flight == 13 and snap.reserved_usd == Decimal("0.000000013")
+
+
+async def test_an_unreachable_store_fails_fast_and_recovers(valkey: ValkeyServer) -> None:
+    limits = RedisLimits(async_client(valkey.url, 0.5))
+    ask = Ask("k", 10, Decimal("1"), daily_usd=Decimal("100"))
+    assert isinstance(await limits.reserve(ask, NOW), Reservation)
+    valkey.stop()
+    try:
+        for _ in range(3):
+            try:
+                await asyncio.wait_for(limits.reserve(ask, NOW), timeout=10)
+            except StoreDown as exc:
+                assert valkey.url not in str(exc)
+            else:
+                raise AssertionError("a reserve succeeded with the store down")
+    finally:
+        valkey.start()
+    assert isinstance(await limits.reserve(ask, NOW), Reservation)  # same client, no restart

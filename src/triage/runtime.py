@@ -30,6 +30,7 @@ from triage.policy import alias_groups
 from triage.service import Service
 from triage.state import BreakerSettings, LimitStore, MemoryLimits, MemoryStore, Store
 from triage.state.sqlite import SqliteLimits
+from triage.telemetry import Tracing, build_tracing
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Shared:
     drain: Drain | None = None  # graceful shutdown: ends streams at its deadline
     limits: LimitStore | None = None  # built from the first config's `state:`; kept on reload
     cache: CacheBackend | None = None  # the response cache's entries; kept on reload
+    tracing: Tracing | None = None  # built from the first config's `telemetry:`
 
 
 @dataclass
@@ -136,6 +138,8 @@ def build_runtime(
     )
     if shared.cache is None:
         shared.cache = build_backend(config.triage.cache, shared.clock)
+    if shared.tracing is None:
+        shared.tracing = build_tracing(config.telemetry)
     service = Service(
         config,
         engine,
@@ -146,5 +150,6 @@ def build_runtime(
         guard=guard,
         detector=detector,
         cache=ResponseCache(config.triage.cache, shared.cache, metrics),
+        tracing=shared.tracing,
     )
     return Runtime(config, service, lanes, guard)

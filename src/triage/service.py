@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from triage import telemetry
 from triage.access.guard import Guard, limited
 from triage.access.reserve import prompt_chars, worst_case
 from triage.access.sensitive import Detector
@@ -79,6 +80,7 @@ class Service:
         guard: Guard | None = None,
         detector: Detector | None = None,
         cache: ResponseCache | None = None,
+        tracing: telemetry.Tracing | None = None,
     ) -> None:
         self.config = config
         self.planner = Planner(config)
@@ -91,6 +93,7 @@ class Service:
         self.metrics = metrics
         self.clock = clock
         self.cache = cache or ResponseCache(CacheSettings(), None, metrics)
+        self.tracing = tracing
 
     def plan(self, request: Request, meta: Meta) -> RoutePlan:
         if meta.forced_task is not None and meta.forced_task not in TASKS:
@@ -220,6 +223,7 @@ class Service:
             reservation=reservation,
         )
         self.metrics.in_flight.inc()
+        telemetry.begin(self.tracing, kind, request.model, record)
         lookup = await self.cache.lookup(kind, plan, key, body, stream)
         if lookup.hit is not None:
             return await self._cached(lookup, plan, record, request)
@@ -337,6 +341,7 @@ class Service:
         record.finished = self.clock()
         self.metrics.in_flight.dec()
         committed = self.accountant.record(record)
+        telemetry.end(record)
         tokens = record.usage.total_tokens if record.usage else 0
         await self.guard.settle(record.reservation, tokens, record.cost)
         if committed is not None:

@@ -30,6 +30,7 @@ LIVE_SERVER = frozenset({"max_body_bytes", "max_messages", "max_tokens", "metric
 FIXED = (
     "triage.ledger",
     "state",
+    "telemetry",
     "router_settings.allowed_fails",
     "router_settings.cooldown_time",
 )

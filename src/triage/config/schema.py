@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from triage.config.auth import AuthSettings
 from triage.config.responses import ResponsesSettings
 from triage.config.routes import TriageSettings
+from triage.config.telemetry import TelemetrySettings
 
 Strict = ConfigDict(extra="forbid", frozen=True)
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -235,6 +236,7 @@ class Config(BaseModel):
     auth: AuthSettings = AuthSettings()
     state: StateSettings = StateSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from triage.config.schema import Config, Deployment
@@ -33,6 +34,7 @@ from triage.errors import (
     UpstreamTooLarge,
     UpstreamUnavailable,
 )
+from triage.telemetry import attempt
 from triage.wire import dumps
 
 HttpClient = Literal["aiohttp", "httpx"]
@@ -77,12 +79,13 @@ class LiteLLMLane:
         forced = forced_tool(deployment, call)
         kwargs = self._kwargs(deployment, call, timeouts, forced)
         try:
-            if call.kind == "chat":
-                response = await router.acompletion(**kwargs)
-            elif call.kind == "completion":
-                response = await router.atext_completion(**kwargs)
-            else:
-                response = await router.aembedding(**kwargs)
+            with _traced(deployment, kwargs):
+                if call.kind == "chat":
+                    response = await router.acompletion(**kwargs)
+                elif call.kind == "completion":
+                    response = await router.atext_completion(**kwargs)
+                else:
+                    response = await router.aembedding(**kwargs)
         except Exception as exc:
             raise self.map_error(exc, deployment) from None
         body: dict[str, Any] = response.model_dump(exclude_none=False)
@@ -98,10 +101,11 @@ class LiteLLMLane:
         forced = forced_tool(deployment, call)
         kwargs = self._kwargs(deployment, call, timeouts, forced)
         try:
-            if call.kind == "chat":
-                response = await router.acompletion(**kwargs)
-            else:
-                response = await router.atext_completion(**kwargs)
+            with _traced(deployment, kwargs):
+                if call.kind == "chat":
+                    response = await router.acompletion(**kwargs)
+                else:
+                    response = await router.atext_completion(**kwargs)
         except Exception as exc:
             raise self.map_error(exc, deployment) from None
         return _LiteLLMStream(response, self, deployment, forced.stream() if forced else None)
@@ -171,6 +175,17 @@ def _check_size(body: dict[str, Any], limit: int, deployment: Deployment, what: 
         raise UpstreamTooLarge(
             f"deployment `{deployment.id}` sent {what} over {limit} bytes (server.{setting})"
         )
+
+
+@contextmanager
+def _traced(deployment: Deployment, kwargs: dict[str, Any]) -> Iterator[None]:
+    """The call under its trace span; its traceparent rides in extra_headers (with the
+    deployment's own extra_headers, which a per-call value would otherwise replace)."""
+    params = deployment.litellm_params
+    with attempt(deployment.id, deployment.model_name, params.model) as headers:
+        if headers:
+            kwargs["extra_headers"] = {**(params.extra_headers or {}), **headers}
+        yield
 
 
 def _router_entry(deployment: Deployment) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from triage.errors import (
     UpstreamRejected,
     UpstreamTooLarge,
 )
+from triage.telemetry import attempt
 from triage.wire import dumps, loads
 
 # Where hosted providers listen when a deployment names no api_base (LiteLLM's defaults).
@@ -170,6 +171,18 @@ class NativeLane:
     async def _post(
         self, deployment: Deployment, call: Call, timeouts: Timeouts
     ) -> tuple[aiohttp.ClientResponse, Target]:
+        """The call under its trace span (telemetry), carrying its W3C traceparent."""
+        params = deployment.litellm_params
+        with attempt(deployment.id, deployment.model_name, params.model) as trace_headers:
+            return await self._post_once(deployment, call, timeouts, trace_headers)
+
+    async def _post_once(
+        self,
+        deployment: Deployment,
+        call: Call,
+        timeouts: Timeouts,
+        trace_headers: dict[str, str],
+    ) -> tuple[aiohttp.ClientResponse, Target]:
         """Start the call; return the response once its status is known to be a success."""
         cached = self._targets.get((id(deployment), call.kind))
         if cached is None or cached[0] is not deployment:
@@ -183,7 +196,7 @@ class NativeLane:
             response = await self._client().post(
                 where.url,
                 data=dumps(body),
-                headers=where.headers,
+                headers=_with(where.headers, trace_headers),
                 # The runner bounds the whole attempt and the first token; only the connect
                 # phase needs its own, shorter limit.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
@@ -206,6 +219,14 @@ def upstream_body_for(deployment: Deployment, call: Call) -> dict[str, Any]:
     body = upstream_body(deployment, call)
     body["model"] = deployment.litellm_params.model_name
     return body
+
+
+def _with(headers: CIMultiDict[str], extra: dict[str, str]) -> CIMultiDict[str]:
+    if not extra:
+        return headers
+    merged = headers.copy()
+    merged.update(extra)
+    return merged
 
 
 async def _read_bounded(

@@ -229,14 +229,6 @@ def test_every_env_reference_of_the_config_is_a_secret_key() -> None:
     assert not re.search(r"\bsk-[A-Za-z0-9]", triage_config_text())
 
 
-def _schema_has_redis_state() -> bool:
-    from triage.config.schema import StateSettings
-
-    return "redis" in str(StateSettings.model_fields["backend"].annotation)
-
-
-# The shared store lands with issue 15's state backend; this runs as soon as the schema has it.
-@pytest.mark.skipif(not _schema_has_redis_state(), reason="state.backend redis not in the schema")
 def test_the_config_map_holds_a_valid_triage_config(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(triage_config_text(), encoding="utf-8")
@@ -244,6 +236,7 @@ def test_the_config_map_holds_a_valid_triage_config(tmp_path: Path) -> None:
     assert config.server.host == "0.0.0.0"
     assert config.server.port == PORT
     assert config.state.backend == "redis"
+    assert config.triage.ledger.backend == "postgres"
 
 
 def test_the_store_and_ledger_addresses_name_their_services() -> None:

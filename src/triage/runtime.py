@@ -137,7 +137,8 @@ def build_runtime(
         else None
     )
     if shared.cache is None:
-        shared.cache = build_backend(config.triage.cache, shared.clock)
+        url = config.state.url.get_secret_value() if config.state.url is not None else None
+        shared.cache = build_backend(config.triage.cache, url, shared.clock)
     if shared.tracing is None:
         shared.tracing = build_tracing(config.telemetry)
     service = Service(

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import config_from, deployment, serve
+from tests.redis_server import ValkeyServer
 from triage.api import create_app
 from triage.config.loader import ConfigError
 from triage.fakeupstream import FakeUpstreamThread
@@ -34,7 +35,11 @@ BASE: dict[str, Any] = {"model": "cloud", "messages": MSG, "max_tokens": OUT}
 
 
 def _config(
-    fake: FakeUpstreamThread, tmp_path: Path, cache: Mapping[str, Any] | None, **key: Any
+    fake: FakeUpstreamThread,
+    tmp_path: Path,
+    cache: Mapping[str, Any] | None,
+    state: Mapping[str, Any] | None = None,
+    **key: Any,
 ) -> Any:
     priced = {"input_cost_per_token": "0", "output_cost_per_token": str(PER_TOKEN)}
     triage: dict[str, Any] = {"ledger": {"path": str(tmp_path / "ledger.db")}}
@@ -54,6 +59,7 @@ def _config(
                 ],
             },
             "triage": triage,
+            **({"state": dict(state)} if state else {}),
         },
         ENV,
     )
@@ -279,3 +285,26 @@ def test_cache_switches_must_name_routes_and_keys_that_exist(
     problems = "\n".join(caught.value.problems)
     assert 'triage.cache.routes.nowhere: unknown route or model group "nowhere"' in problems
     assert 'triage.cache.keys.nobody: unknown key id "nobody"' in problems
+
+
+def test_replicas_share_entries_on_the_redis_store(
+    priced_fake: FakeUpstreamThread, tmp_path: Path, valkey: ValkeyServer
+) -> None:
+    state = {"backend": "redis", "url": valkey.url}
+    cache = {"enabled": True, "backend": "redis", "ttl": 60}
+    config = _config(priced_fake, tmp_path, cache, state)
+    with serve(create_app(config)) as one, serve(create_app(config)) as two:
+        miss = _post(one, BASE)
+        hit = _post(two, BASE)
+        stream_miss, stream_hit = (
+            _post(two, {**BASE, "stream": True}),
+            _post(one, {**BASE, "stream": True}),
+        )
+    assert (miss.headers["x-triage-cache"], hit.headers["x-triage-cache"]) == ("miss", "hit")
+    assert hit.json() == miss.json()
+    assert (stream_miss.headers["x-triage-cache"], stream_hit.headers["x-triage-cache"]) == (
+        "miss",
+        "hit",
+    )
+    assert _events(stream_hit) == [c for c in _events(stream_miss) if c.get("choices")]
+    assert _upstream_calls(priced_fake) == 2

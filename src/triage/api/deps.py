@@ -118,6 +118,8 @@ class AppState:
     async def close(self) -> None:
         await self.retirement.close()
         await self.runtime.lanes.close()
+        if self.shared.cache is not None:
+            await self.shared.cache.close()
         if self.shared.tracing is not None:
             self.shared.tracing.close()  # flushes the spans still queued
 

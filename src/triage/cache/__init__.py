@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from triage.accounting import Record
-from triage.cache.backend import CacheBackend, MemoryCache
+from triage.cache.backend import CacheBackend, CacheUnavailable, MemoryCache, RedisCache
 from triage.cache.key import SHARED, cache_key
 from triage.cache.replay import Recorder, entry_of, replay
 from triage.config.auth import KeySpec
@@ -28,10 +28,6 @@ from triage.policy import RoutePlan
 
 log = logging.getLogger("triage.cache")
 CACHE_DEPLOYMENT = "cache"
-
-
-class CacheUnavailable(Exception):
-    """The backend did not answer; the request goes on as a miss."""
 
 
 @dataclass(frozen=True)
@@ -166,10 +162,16 @@ def _hit_of(raw: bytes, stream: bool) -> Hit | None:
         return None
 
 
-def build_backend(settings: CacheSettings, clock: Callable[[], float]) -> CacheBackend | None:
+def build_backend(
+    settings: CacheSettings, state_url: str | None, clock: Callable[[], float]
+) -> CacheBackend | None:
     """The backend `settings` ask for; None when no route or key can turn the cache on."""
     if not (settings.enabled or any(settings.routes.values()) or any(settings.keys.values())):
         return None
+    if settings.backend == "redis":
+        if state_url is None:
+            raise ValueError("triage.cache.backend redis needs state.url (the shared store)")
+        return RedisCache(state_url, timeout=2.0)
     return MemoryCache(settings.max_entries, clock)
 
 

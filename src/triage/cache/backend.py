@@ -12,6 +12,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 
+class CacheUnavailable(Exception):
+    """The backend did not answer; the request goes on as a miss."""
+
+
 class CacheBackend(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, ttl: float) -> None: ...
@@ -48,3 +52,33 @@ class MemoryCache:
 
     async def close(self) -> None:
         self._entries.clear()
+
+
+class RedisCache:
+    """Entries on the shared Redis-protocol store (`state.url`), so every replica sees them;
+    each with the server's own expiry (PX), so a replica's clock does not matter."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        from triage.state.redis_conn import async_client  # the redis client: only when used
+
+        self.client = async_client(url, timeout)
+
+    async def get(self, key: str) -> bytes | None:
+        from triage.state.redis_conn import StoreDown, call
+
+        try:
+            value = await call(lambda: self.client.get(key))
+        except StoreDown:
+            raise CacheUnavailable("get") from None
+        return None if value is None else str(value).encode()
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        from triage.state.redis_conn import StoreDown, call
+
+        try:
+            await call(lambda: self.client.set(key, value, px=max(1, int(ttl * 1000))))
+        except StoreDown:
+            raise CacheUnavailable("set") from None
+
+    async def close(self) -> None:
+        await self.client.aclose()

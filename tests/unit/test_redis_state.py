@@ -106,3 +106,16 @@ async def test_an_unreachable_store_fails_fast_and_recovers(valkey: ValkeyServer
     finally:
         valkey.start()
     assert isinstance(await limits.reserve(ask, NOW), Reservation)  # same client, no restart
+
+
+async def test_latency_samples_ride_on_the_next_sync(valkey: ValkeyServer) -> None:
+    a, b = _pair(valkey.url)
+    for seconds in (1.0, 2.0, 3.0):  # the first samples are a plain mean
+        a.record_success("d", 0.0, latency=seconds, ttft=None)
+    a.record_success("d", 0.0, latency=None, ttft=0.25)
+    await b.sync(["d"], 0.0)
+    assert b.samples("d") == 0  # still buffered on a: no round trip per success
+    await a.sync(["e"], 0.0)  # a's next request, whatever its plan, carries them
+    await b.sync(["d"], 0.0)
+    assert b.samples("d") == 4
+    assert b.latency("d", stream=False) == 2.0 and b.latency("d", stream=True) == 0.25

@@ -32,15 +32,36 @@ from triage.state.redis_conn import PREFIX, StoreDown, call
 MAX_PENDING = 1000  # writes in flight; past this they are dropped (and counted)
 FIELDS = ("cool", "half", "probe", "fails", "stats")
 
-# KEYS: 5 per deployment (FIELDS); ARGV: owner, probe claim ms
-_SYNC = """
+# Folds one latency/TTFT sample into a deployment's shared averages (stats key KEYS[k]).
+_SAMPLE = """
+local function sample(k, latency, ttft, alpha)
+  local n = redis.call('HINCRBY', KEYS[k], 'n', 1)
+  local weight = math.max(alpha, 1 / n)
+  for i, field in ipairs({'lat', 'ttft'}) do
+    local value = tonumber(({latency, ttft})[i])
+    if value then
+      local old = tonumber(redis.call('HGET', KEYS[k], field))
+      redis.call('HSET', KEYS[k], field, old and (old + weight * (value - old)) or value)
+    end
+  end
+  redis.call('EXPIRE', KEYS[k], 86400)
+end
+"""
+
+# KEYS: 5 per deployment (FIELDS): the plan's first, then those with buffered samples.
+# ARGV: owner, probe claim ms, alpha, how many to read, then (deployment index, latency, ttft)
+# per buffered sample: this replica's successes since its last sync, applied first.
+_SYNC = (
+    _SAMPLE
+    + """
+for j = 5, #ARGV, 3 do
+  sample(tonumber(ARGV[j]) * 5 + 5, ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[3]))
+end
 local out = {}
-for i = 1, #KEYS, 5 do
+for i = 1, tonumber(ARGV[4]) * 5, 5 do
   local pttl = redis.call('PTTL', KEYS[i])
   local probe = 0
-  if pttl > 0 then
-    probe = 0
-  elseif redis.call('EXISTS', KEYS[i + 1]) == 1 then
+  if pttl <= 0 and redis.call('EXISTS', KEYS[i + 1]) == 1 then
     redis.call('SET', KEYS[i + 2], ARGV[1], 'NX', 'PX', ARGV[2])
     probe = (redis.call('GET', KEYS[i + 2]) == ARGV[1]) and 1 or 2
   end
@@ -49,6 +70,7 @@ for i = 1, #KEYS, 5 do
 end
 return out
 """
+)
 
 # KEYS: one deployment's FIELDS; ARGV: owner, trips, allowed_fails, window ms, cooldown ms, id.
 # The half-open mark outlives the cooldown by a day.
@@ -74,21 +96,16 @@ if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[3]) then return trip() end
 return 0
 """
 
-# KEYS: one deployment's FIELDS; ARGV: latency ('' = none), ttft ('' = none), alpha
-_OK = """
+# KEYS: one deployment's FIELDS; ARGV: latency ('' = none), ttft ('' = none), alpha.
+# A success that closes the circuit everywhere (a probe, or after failures): written at once.
+_OK = (
+    _SAMPLE
+    + """
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-local n = redis.call('HINCRBY', KEYS[5], 'n', 1)
-local alpha = math.max(tonumber(ARGV[3]), 1 / n)
-for i, field in ipairs({'lat', 'ttft'}) do
-  local sample = tonumber(ARGV[i])
-  if sample then
-    local old = tonumber(redis.call('HGET', KEYS[5], field))
-    redis.call('HSET', KEYS[5], field, old and (old + alpha * (sample - old)) or sample)
-  end
-end
-redis.call('EXPIRE', KEYS[5], 86400)
-return n
+sample(5, ARGV[1], ARGV[2], tonumber(ARGV[3]))
+return 1
 """
+)
 
 
 class RedisStore(MemoryStore):
@@ -111,6 +128,7 @@ class RedisStore(MemoryStore):
         self._fail = client.register_script(_FAIL)
         self._ok = client.register_script(_OK)
         self._pending: set[asyncio.Task[None]] = set()
+        self._samples: list[tuple[str, str, str]] = []  # (deployment, latency, ttft)
         self._ids = itertools.count()
 
     def _keys(self, deployment: str) -> list[str]:
@@ -119,15 +137,22 @@ class RedisStore(MemoryStore):
         return [f"{self.prefix}{{dep}}:{deployment}:{field}" for field in FIELDS]
 
     async def sync(self, deployments: Sequence[str], now: float) -> None:
-        """Refresh the plan's deployments from the shared store (one round trip)."""
+        """Refresh the plan's deployments from the shared store, handing it this replica's
+        buffered latency samples on the way (one script, one round trip)."""
         await self.flush()
         ids = list(dict.fromkeys(deployments))
-        if not ids:
+        samples, self._samples = self._samples, []
+        if not ids and not samples:
             return
-        keys = [key for d in ids for key in self._keys(d)]
+        order = ids + [d for d in dict.fromkeys(s[0] for s in samples) if d not in ids]
+        index = {d: i for i, d in enumerate(order)}
+        keys = [key for d in order for key in self._keys(d)]
         claim = int(self.breaker.cooldown_time * 1000) or 1
+        args: list[str | int] = [self.owner, claim, repr(self.ALPHA), len(ids)]
+        for deployment, latency, ttft in samples:
+            args += [index[deployment], latency, ttft]
         try:
-            rows = await call(lambda: self._sync(keys=keys, args=[self.owner, claim]))
+            rows = await call(lambda: self._sync(keys=keys, args=args))
         except StoreDown:
             self.on_failure("sync")
             return
@@ -160,10 +185,19 @@ class RedisStore(MemoryStore):
     def record_success(
         self, deployment: str, now: float, *, latency: float | None, ttft: float | None
     ) -> None:
+        """A success that closes a circuit (a probe, or after failures) is written at once;
+        otherwise only its latency sample is kept for the next `sync` to carry."""
+        entry = self._get(deployment)
+        closes = entry.probing or entry.cooldown_until > 0.0 or bool(entry.failures)
         super().record_success(deployment, now, latency=latency, ttft=ttft)
-        args = ["" if latency is None else repr(latency), "" if ttft is None else repr(ttft)]
-        keys = self._keys(deployment)
-        self._spawn(lambda: self._ok(keys=keys, args=[*args, repr(self.ALPHA)]))
+        lat = "" if latency is None else repr(latency)
+        first = "" if ttft is None else repr(ttft)
+        args = [lat, first]
+        if closes:
+            keys = self._keys(deployment)
+            self._spawn(lambda: self._ok(keys=keys, args=[*args, repr(self.ALPHA)]))
+        elif len(self._samples) < MAX_PENDING:
+            self._samples.append((deployment, lat, first))
 
     def record_failure(self, deployment: str, now: float, *, trips: bool = True) -> None:
         super().record_failure(deployment, now, trips=trips)

@@ -1,0 +1,128 @@
+"""CPU per request of the shared state store (Redis/Valkey) against the in-memory one (issue 15).
+
+    PYTHONPATH=. .venv/bin/python bench/state_cpu.py [requests]   # default 2000 each, 3 rounds
+
+One process, the app driven in-process over ASGI (no sockets on the client side), a key with
+rpm, tpm and a daily budget (so every request reserves and settles), the fake upstream in a
+process of its own (in a thread of this one, its GIL hand-offs at every socket call of the
+store client would be billed to the gateway). For each backend it reports the gateway process's
+CPU time per request (user + system), and for redis also the Valkey server's CPU per request
+(/proc/<pid>/stat). The difference is the shared store's cost:
+one reserve script, one settle script, one breaker sync per request (plus a write-behind
+success record) on a loopback connection. The best of the rounds is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from tests.helpers import config_from, deployment, free_port  # noqa: E402
+from tests.redis_server import ValkeyServer  # noqa: E402
+
+from triage.api import create_app  # noqa: E402
+
+KEY = "tk-bench-0123456789"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _config(fake: str, state: dict[str, Any], url: str) -> Any:
+    data = {
+        "model_list": [deployment("chat", "hosted_vllm/small", fake + "/v1")],
+        "auth": {
+            "keys": [
+                {
+                    "id": "bench",
+                    "key": "os.environ/BENCH_KEY",
+                    "rpm": 10**8,
+                    "tpm": 10**12,
+                    "budget": {"daily_usd": "1000000"},
+                }
+            ]
+        },
+        "state": state,
+    }
+    return config_from(data, {"BENCH_KEY": KEY, "STATE_URL": url})
+
+
+async def _drive(app: Any, count: int) -> float:
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    headers = {"authorization": f"Bearer {KEY}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        for _ in range(50):  # warm-up: connections, scripts loaded
+            response = await client.post("/v1/chat/completions", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+        start = time.process_time()
+        for _ in range(count):
+            response = await client.post("/v1/chat/completions", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+        return (time.process_time() - start) / count
+
+
+@contextmanager
+def _fake_upstream() -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "triage.cli", "fake-upstream", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):
+            try:
+                httpx.get(url + "/v1/models", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ValkeyServer(Path(tmp)) as store,
+        _fake_upstream() as fake,
+    ):
+        assert store.process is not None
+        url = store.url
+        results: dict[str, list[float]] = {"memory": [], "redis": [], "server": []}
+        for _ in range(3):
+            for backend in ("memory", "redis"):
+                state = {"backend": backend}
+                if backend == "redis":
+                    state["url"] = "os.environ/STATE_URL"
+                app = create_app(_config(fake, state, url))
+                before = _server_cpu(store.process.pid)
+                results[backend].append(asyncio.run(_drive(app, count)))
+                if backend == "redis":
+                    results["server"].append((_server_cpu(store.process.pid) - before) / count)
+    memory, shared, server = (min(results[k]) * 1000 for k in ("memory", "redis", "server"))
+    print(f"requests per backend per round: {count} (best of 3 rounds)")
+    print(f"memory state: {memory:.3f} ms CPU per request (gateway process)")
+    print(f"redis state:  {shared:.3f} ms CPU per request (gateway process)")
+    print(f"difference:   {shared - memory:+.3f} ms per request (target <= 0.3 ms)")
+    print(f"valkey-server: {server:.3f} ms CPU per request (its own process)")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from triage.state.limits import Ask, LimitStore, MemoryLimits, Refusal, Reservation
-from triage.state.redis_conn import async_client
 from triage.state.redis_limits import RedisLimits
+from triage.state.redis_wire import Wire
 from triage.state.sqlite import SqliteLimits
 
 NOW = 1_800_000_000.0  # a fixed moment, mid-month
@@ -27,7 +27,7 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
         return lambda **kw: MemoryLimits(**kw)
     if request.param == "redis":
         url = request.getfixturevalue("valkey").url
-        return lambda **kw: RedisLimits(async_client(url, 5.0), **kw)
+        return lambda **kw: RedisLimits(Wire(url, 5.0), **kw)
     return lambda **kw: SqliteLimits(tmp_path / "state.db", **kw)
 
 

@@ -15,6 +15,7 @@ from triage.state.limits import Ask, Reservation
 from triage.state.redis_breaker import RedisStore
 from triage.state.redis_conn import StoreDown, async_client
 from triage.state.redis_limits import RedisLimits
+from triage.state.redis_wire import Wire
 
 NOW = 1_800_000_000.0
 
@@ -22,8 +23,8 @@ NOW = 1_800_000_000.0
 def _pair(url: str, cooldown: float = 60.0) -> tuple[RedisStore, RedisStore]:
     settings = BreakerSettings(allowed_fails=2, window=60, cooldown_time=cooldown)
     return (
-        RedisStore(async_client(url, 5.0), settings),
-        RedisStore(async_client(url, 5.0), settings),
+        RedisStore(Wire(url, 5.0), settings),
+        RedisStore(Wire(url, 5.0), settings),
     )
 
 
@@ -82,7 +83,7 @@ async def test_a_failed_probe_cools_down_again_everywhere(valkey: ValkeyServer) 
 async def test_many_clients_reserving_at_once_get_exactly_the_limit(
     valkey: ValkeyServer,
 ) -> None:
-    stores = [RedisLimits(async_client(valkey.url, 5.0)) for _ in range(4)]
+    stores = [RedisLimits(Wire(valkey.url, 5.0)) for _ in range(4)]
     ask = Ask("k", 10, Decimal("0.000000001"), rpm=1000, daily_usd=Decimal("0.000000013"))
     results = await asyncio.gather(*(s.reserve(ask, NOW) for s in stores for _ in range(25)))
     assert sum(isinstance(r, Reservation) for r in results) == 13  # to the nano-dollar
@@ -91,7 +92,7 @@ async def test_many_clients_reserving_at_once_get_exactly_the_limit(
 
 
 async def test_an_unreachable_store_fails_fast_and_recovers(valkey: ValkeyServer) -> None:
-    limits = RedisLimits(async_client(valkey.url, 0.5))
+    limits = RedisLimits(Wire(valkey.url, 0.5))
     ask = Ask("k", 10, Decimal("1"), daily_usd=Decimal("100"))
     assert isinstance(await limits.reserve(ask, NOW), Reservation)
     valkey.stop()
@@ -119,3 +120,16 @@ async def test_latency_samples_ride_on_the_next_sync(valkey: ValkeyServer) -> No
     await b.sync(["d"], 0.0)
     assert b.samples("d") == 4
     assert b.latency("d", stream=False) == 2.0 and b.latency("d", stream=True) == 0.25
+
+
+def test_the_client_works_on_uvloop(valkey: ValkeyServer) -> None:
+    """`triage serve` runs on uvloop, whose transports are not asyncio's classes."""
+    import uvloop
+
+    async def run() -> list[object]:
+        limits = RedisLimits(Wire(valkey.url, 5.0))
+        ask = Ask("k", 10, Decimal("1"), rpm=2)
+        return [await limits.reserve(ask, NOW) for _ in range(3)]
+
+    results = uvloop.run(run())
+    assert [type(r).__name__ for r in results] == ["Reservation", "Reservation", "Refusal"]

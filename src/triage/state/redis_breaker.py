@@ -23,11 +23,10 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import redis.asyncio
-
 from triage.state.breaker import BreakerSettings, MemoryStore
 from triage.state.limits import new_id
 from triage.state.redis_conn import PREFIX, StoreDown, call
+from triage.state.redis_wire import Wire
 
 MAX_PENDING = 1000  # writes in flight; past this they are dropped (and counted)
 FIELDS = ("cool", "half", "probe", "fails", "stats")
@@ -113,7 +112,7 @@ class RedisStore(MemoryStore):
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: Wire,
         breaker: BreakerSettings | None = None,
         *,
         prefix: str = PREFIX,

@@ -2,9 +2,9 @@
 replica of a fleet (`state: {backend: redis, url: ...}`).
 
 Each operation is one Lua script, so the read-check-write is atomic across replicas, and one
-round trip (EVALSHA). The rules are those of `limits.decide`: the script checks the same
-numbers in the same order, and a refusal's message and Retry-After are built by `decide` from
-the counts the script returns.
+round trip (EVALSHA, on the lean pipelined client of `redis_wire`). The rules are those of
+`limits.decide`: the script checks the same numbers in the same order, and a refusal's message
+and Retry-After are built by `decide` from the counts the script returns.
 
 Per key (all keys share the `{key_id}` hash tag, so a cluster keeps them on one shard):
 - `win`: sorted set of reservation ids by time (the rpm and tpm window), `tokn`: id -> tokens;
@@ -23,11 +23,9 @@ never less.
 from __future__ import annotations
 
 import math
-from functools import partial
 from decimal import Decimal
+from functools import partial
 from typing import Any
-
-import redis.asyncio
 
 from triage.state.limits import (
     PERIODS,
@@ -43,6 +41,7 @@ from triage.state.limits import (
     period_start,
 )
 from triage.state.redis_conn import PREFIX, call
+from triage.state.redis_wire import Wire
 
 NANO = Decimal(10**9)
 PERIOD_KEEP = 33 * 86400  # a month's counter outlives its month
@@ -163,7 +162,7 @@ class RedisLimits:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: Wire,
         spend_since: SpendSince | None = None,
         *,
         ttl: float = 900.0,
@@ -199,7 +198,7 @@ class RedisLimits:
                 start = period_start(now, period)
                 spent = self.spend_since(key_id, start) if self.spend_since else Decimal(0)
                 value = to_nano(spent)
-                await call(partial(self.client.set, key, value, nx=True, ex=PERIOD_KEEP))
+                await call(partial(self.client.execute, "SET", key, value, "NX", "EX", PERIOD_KEEP))
 
     async def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
         rid = new_id()

@@ -72,13 +72,13 @@ def default_store(config: Config, metrics: Metrics | None = None) -> Store:
     settings = config.state
     if settings.backend == "redis" and settings.url is not None:
         from triage.state.redis_breaker import RedisStore
-        from triage.state.redis_conn import async_client
+        from triage.state.redis_wire import Wire
 
         def failed(operation: str) -> None:
             if metrics is not None:
                 metrics.store_failures.labels(operation, "fail_open").inc()
 
-        client = async_client(settings.url.get_secret_value(), settings.timeout)
+        client = Wire(settings.url.get_secret_value(), settings.timeout)
         return RedisStore(client, breaker, on_failure=failed)
     return MemoryStore(breaker)
 
@@ -91,10 +91,10 @@ def limit_store(config: Config, ledger: LedgerStore | None) -> LimitStore:
     if settings.backend == "sqlite":
         return SqliteLimits(settings.path, spend_since, ttl=settings.reservation_ttl)
     if settings.backend == "redis" and settings.url is not None:
-        from triage.state.redis_conn import async_client
         from triage.state.redis_limits import RedisLimits
+        from triage.state.redis_wire import Wire
 
-        client = async_client(settings.url.get_secret_value(), settings.timeout)
+        client = Wire(settings.url.get_secret_value(), settings.timeout)
         return RedisLimits(client, spend_since, ttl=settings.reservation_ttl)
     return MemoryLimits(spend_since, ttl=settings.reservation_ttl)
 

@@ -224,7 +224,11 @@ def test_store_killed_mid_traffic_then_restarted(
     stack, urls = _replicas(*configs)
     with stack:
         before = asyncio.run(_burst(urls, 10, body))
+        team = {"authorization": f"Bearer {KEY}"}
+        turn = {"model": "local", "input": "hi", "max_output_tokens": OUT}
+        kept = httpx.post(urls[0] + "/v1/responses", json=turn, headers=team).json()["id"]
         store.stop()
+        unreadable = httpx.get(urls[1] + f"/v1/responses/{kept}", headers=team)
         closed = [asyncio.run(_burst(urls, 10, body)), asyncio.run(_burst(urls, 10, body))]
         opened = asyncio.run(_burst(urls, 10, body, key=OPEN_KEY))
         refused = httpx.post(
@@ -237,8 +241,11 @@ def test_store_killed_mid_traffic_then_restarted(
         after_open = asyncio.run(_burst(urls, 10, body, key=OPEN_KEY))
     assert before == [200] * 10
     assert closed == [[503] * 10] * 2
+    assert unreadable.status_code == 503
+    assert unreadable.json()["error"]["code"] == "state_store_unavailable"
     error = refused.json()["error"]
     assert refused.status_code == 503 and error["code"] == "state_store_unavailable"
+    assert refused.headers["retry-after"] == "1"
     assert "127.0.0.1" not in refused.text and str(store.port) not in refused.text
     assert opened == [200] * 10  # a key without a budget fails open
     assert 'triage_state_store_failures_total{operation="reserve",policy="fail_closed"}' in metrics

@@ -81,7 +81,7 @@ async def create_message(request: Request) -> Response:
     model = resolve_model(app.config, body.model)
     key = app.service.guard.authenticate(request_meta.authorization)
     keys = _conversation_keys(body, key, model)
-    group = _sticky(app).find(keys) if keys else None
+    group = await _sticky(app).find(keys) if keys else None
     stuck = _usable(app.config, model, key, group)
     chat = _chat_request(body, group if stuck and group else model)
     answer = await unless_gone(request, app.service.handle("chat", chat, request_meta))
@@ -89,7 +89,7 @@ async def create_message(request: Request) -> Response:
         return gone()
     route = answer.headers.get("x-triage-route")
     if keys and route is not None and _usable(app.config, model, None, route):
-        _sticky(app).remember(keys, route)
+        await _sticky(app).remember(keys, route)
     headers = {**answer.headers, "request-id": request_meta.request_id}
     if keys:
         headers["x-triage-sticky"] = "hit" if stuck else "new"

@@ -9,7 +9,7 @@ them: another key gets a 404, as for a response that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,14 @@ def responses_store(
     on the shared state store when `state.backend` is redis."""
     settings = config.responses
     if config.state.backend == "redis" and config.state.url is not None:
-        from triage.state.redis_conn import sync_client
         from triage.state.redis_responses import RedisResponses
+        from triage.state.redis_wire import Wire
 
         def failed(operation: str, policy: str) -> None:
             if metrics is not None:
                 metrics.store_failures.labels(operation, policy).inc()
 
-        client = sync_client(config.state.url.get_secret_value(), config.state.timeout)
+        client = Wire(config.state.url.get_secret_value(), config.state.timeout)
         return RedisResponses(client, settings.store_ttl, on_failure=failed)
     path = settings.path or str(Path(config.triage.ledger.path).with_name("triage-responses.db"))
     return SqliteResponses(path, settings.store_ttl, wall_clock)
@@ -81,9 +81,9 @@ async def create_response(request: Request) -> Response:
     request_meta = meta(request)
     key = app.service.guard.authenticate(request_meta.authorization)
     owner = key.id if key is not None else ""
-    prior, previous_route = _prior(app, body, owner)
+    prior, previous_route = await _prior(app, body, owner)
     keys = conversation_keys(body, owner)
-    group = previous_route or _sticky(app).find(keys)
+    group = previous_route or await _sticky(app).find(keys)
     stuck = usable(app.config, body, key, group)
     chat = _chat_request(body, prior, group if stuck else None)
     draft = Draft(
@@ -96,18 +96,20 @@ async def create_response(request: Request) -> Response:
         return gone()
     route = answer.headers.get("x-triage-route")
     if route is not None and usable(app.config, body, None, route):
-        _sticky(app).remember(keys, route)
+        await _sticky(app).remember(keys, route)
     headers = {**answer.headers, "x-triage-sticky": "hit" if stuck else "new"}
     save = _saver(app, draft, owner, route)
     if isinstance(answer, StreamAnswer):
         frames = _frames(answer, ResponseEvents(draft), save)
         return EventStream(frames, {**headers, "cache-control": "no-cache"})
     result = from_chat(draft, answer.body)
-    save(result)
+    await save(result)
     return FastJSONResponse(result, headers=headers)
 
 
-def _prior(app: AppState, body: ResponsesRequest, owner: str) -> tuple[list[Item], str | None]:
+async def _prior(
+    app: AppState, body: ResponsesRequest, owner: str
+) -> tuple[list[Item], str | None]:
     """The stored conversation `previous_response_id` continues, and the group that answered
     its last turn."""
     previous = body.previous_response_id
@@ -119,7 +121,7 @@ def _prior(app: AppState, body: ResponsesRequest, owner: str) -> tuple[list[Item
             "`responses.store: false`; send the whole conversation as `input` instead",
             param="previous_response_id",
         )
-    found = history(_store(app), previous, owner, app.config.server.max_messages)
+    found = await history(_store(app), previous, owner, app.config.server.max_messages)
     if found is None:
         raise BadRequest(
             f"Previous response with id '{previous}' not found.",
@@ -144,21 +146,23 @@ def _chat_request(
         raise validation_error(exc) from None
 
 
-def _saver(app: AppState, draft: Draft, owner: str, route: str | None) -> Callable[[Item], None]:
+def _saver(
+    app: AppState, draft: Draft, owner: str, route: str | None
+) -> Callable[[Item], Awaitable[None]]:
     """Stores the finished response (with this turn's input items) when it is to be kept."""
     items = stored_input_items(draft.request)
     previous = draft.request.previous_response_id
 
-    def save(response: Item) -> None:
+    async def save(response: Item) -> None:
         if draft.stored:
             stored = StoredResponse(draft.id, owner, previous, response, items, route)
-            _store(app).put(stored)
+            await _store(app).put(stored)
 
     return save
 
 
 async def _frames(
-    answer: StreamAnswer, events: ResponseEvents, save: Callable[[Item], None]
+    answer: StreamAnswer, events: ResponseEvents, save: Callable[[Item], Awaitable[None]]
 ) -> AsyncGenerator[bytes, None]:
     """The chat stream as Responses events; a failure after the start is `response.failed`."""
     chunks = answer.chunks
@@ -176,7 +180,7 @@ async def _frames(
             return
         closing = events.finish()
         if events.final is not None:
-            save(events.final)
+            await save(events.final)
         yield _encode(closing)
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
@@ -189,29 +193,29 @@ def _encode(events: list[Event]) -> bytes:
     )
 
 
-def _find(request: Request) -> tuple[ResponseStore, str, StoredResponse]:
+async def _find(request: Request) -> tuple[ResponseStore, str, StoredResponse]:
     key = caller(request).key
     owner = key.id if key is not None else ""
     response_id = str(request.path_params["response_id"])
     store = _store(state(request))
-    stored = store.get(response_id, owner)
+    stored = await store.get(response_id, owner)
     if stored is None:
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return store, owner, stored
 
 
 async def get_response(request: Request) -> Response:
-    return FastJSONResponse(_find(request)[2].response)
+    return FastJSONResponse((await _find(request))[2].response)
 
 
 async def delete_response(request: Request) -> Response:
-    store, owner, stored = _find(request)
-    store.delete(stored.id, owner)
+    store, owner, stored = await _find(request)
+    await store.delete(stored.id, owner)
     return FastJSONResponse({"id": stored.id, "object": "response", "deleted": True})
 
 
 async def list_input_items(request: Request) -> Response:
-    items = _find(request)[2].input_items
+    items = (await _find(request))[2].input_items
     limit, order, after = _page_params(request)
     if order == "desc":
         items = items[::-1]

@@ -26,8 +26,8 @@ from triage.protocols.responses import ResponsesRequest, input_items
 
 
 class Pins(Protocol):
-    def find(self, keys: list[str]) -> str | None: ...
-    def remember(self, keys: list[str], group: str) -> None: ...
+    async def find(self, keys: list[str]) -> str | None: ...
+    async def remember(self, keys: list[str], group: str) -> None: ...
 
 
 def sticky_routes(config: Config, metrics: Metrics | None = None) -> Pins:
@@ -37,14 +37,14 @@ def sticky_routes(config: Config, metrics: Metrics | None = None) -> Pins:
     state = config.state
     if state.backend != "redis" or state.url is None:
         return StickyRoutes()
-    from triage.state.redis_conn import sync_client
     from triage.state.redis_responses import RedisPins
+    from triage.state.redis_wire import Wire
 
     def failed(operation: str, policy: str) -> None:
         if metrics is not None:
             metrics.store_failures.labels(operation, policy).inc()
 
-    client = sync_client(state.url.get_secret_value(), state.timeout)
+    client = Wire(state.url.get_secret_value(), state.timeout)
     return RedisPins(client, config.responses.store_ttl, on_failure=failed)
 
 
@@ -55,7 +55,7 @@ class StickyRoutes:
         self.capacity = capacity
         self._groups: OrderedDict[str, str] = OrderedDict()
 
-    def find(self, keys: list[str]) -> str | None:
+    async def find(self, keys: list[str]) -> str | None:
         for key in keys:
             group = self._groups.get(key)
             if group is not None:
@@ -63,7 +63,7 @@ class StickyRoutes:
                 return group
         return None
 
-    def remember(self, keys: list[str], group: str) -> None:
+    async def remember(self, keys: list[str], group: str) -> None:
         for key in keys:
             self._groups[key] = group
             self._groups.move_to_end(key)

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # redis is imported only when the backend is redis
-    import redis
     import redis.asyncio
 
 T = TypeVar("T")
@@ -51,23 +50,9 @@ def async_client(url: str, timeout: float) -> redis.asyncio.Redis:
     return client
 
 
-def sync_client(url: str, timeout: float) -> redis.Redis:
-    import redis
-
-    client: redis.Redis = redis.Redis.from_url(url, **_options(timeout))
-    return client
-
-
 async def call(operation: Callable[[], Awaitable[T]]) -> T:
     """Run one store operation, turning every way of not reaching the store into StoreDown."""
     try:
         return await operation()
-    except _down() as exc:
-        raise StoreDown(type(exc).__name__) from None
-
-
-def call_sync(operation: Callable[[], T]) -> T:
-    try:
-        return operation()
     except _down() as exc:
         raise StoreDown(type(exc).__name__) from None

@@ -1,10 +1,10 @@
 """Stored Responses API responses and sticky-conversation pins on the shared Redis/Valkey
 server (`state.backend: redis`), so a conversation started on one replica is continued on any.
 
-Both sit behind synchronous interfaces (`ResponseStore`, the sticky map) called from request
-handlers: each call is one short command on a connection with the store's timeout
-(`state.timeout`, default 1 s), not a scan. A stored response's key names its owner, so another
-key's response is as absent as one never stored, and the store's TTL expires it.
+Each call is one command on the lean pipelined client (`redis_wire`), awaited, with the
+store's timeout (`state.timeout`, default 1 s), never a scan. A stored response's key names its
+owner, so another key's response is as absent as one never stored, and the store's TTL expires
+it.
 
 When the store cannot be reached: a read of a stored response answers 503
 (`state_store_unavailable`); storing one is skipped (the answer still reaches the client, a
@@ -17,22 +17,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-import redis
-
 from triage.errors import StoreUnavailable
-from triage.state.redis_conn import PREFIX, StoreDown, call_sync
+from triage.state.redis_conn import PREFIX, StoreDown, call
+from triage.state.redis_wire import Wire
 from triage.state.responses import StoredResponse
 
 log = logging.getLogger("triage.state")
 Failed = Callable[[str, str], None]  # (operation, policy)
+UNAVAILABLE = "the shared state store is unreachable; retry shortly"
 
 
 class RedisResponses:
     def __init__(
         self,
-        client: redis.Redis,
+        client: Wire,
         ttl: float,
         *,
         prefix: str = PREFIX,
@@ -46,36 +47,36 @@ class RedisResponses:
     def _key(self, response_id: str, owner: str) -> str:
         return f"{self.prefix}resp:{json.dumps([owner, response_id])}"
 
-    def put(self, stored: StoredResponse) -> None:
+    async def put(self, stored: StoredResponse) -> None:
         value = json.dumps(
             [stored.previous, stored.response, stored.input_items, stored.route],
             separators=(",", ":"),
         )
         key = self._key(stored.id, stored.owner)
         try:
-            call_sync(lambda: self.client.set(key, value, ex=self.ttl))
+            await call(partial(self.client.execute, "SET", key, value, "EX", self.ttl))
         except StoreDown as exc:
             self._failed("responses_put", "fail_open", exc)
 
-    def get(self, response_id: str, owner: str) -> StoredResponse | None:
+    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
         key = self._key(response_id, owner)
         try:
-            raw: Any = call_sync(lambda: self.client.get(key))
+            raw: Any = await call(partial(self.client.execute, "GET", key))
         except StoreDown as exc:
             self._failed("responses_get", "fail_closed", exc)
-            raise StoreUnavailable("the shared state store is unreachable; retry shortly") from None
+            raise StoreUnavailable(UNAVAILABLE, retry_after=1.0) from None
         if raw is None:
             return None
         previous, response, items, route = json.loads(raw)
         return StoredResponse(response_id, owner, previous, response, items, route)
 
-    def delete(self, response_id: str, owner: str) -> bool:
+    async def delete(self, response_id: str, owner: str) -> bool:
         key = self._key(response_id, owner)
         try:
-            return bool(call_sync(lambda: self.client.delete(key)))
+            return bool(await call(partial(self.client.execute, "DEL", key)))
         except StoreDown as exc:
             self._failed("responses_delete", "fail_closed", exc)
-            raise StoreUnavailable("the shared state store is unreachable; retry shortly") from None
+            raise StoreUnavailable(UNAVAILABLE, retry_after=1.0) from None
 
     def close(self) -> None:
         self.client.close()
@@ -90,7 +91,7 @@ class RedisPins:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Wire,
         ttl: float,
         *,
         prefix: str = PREFIX,
@@ -101,25 +102,22 @@ class RedisPins:
         self.prefix = prefix
         self.on_failure = on_failure
 
-    def find(self, keys: list[str]) -> str | None:
+    async def find(self, keys: list[str]) -> str | None:
         if not keys:
             return None
         names = [f"{self.prefix}pin:{k}" for k in keys]
         try:
-            found: list[Any] = call_sync(lambda: self.client.mget(names))
+            found: list[Any] = await call(partial(self.client.execute, "MGET", *names))
         except StoreDown as exc:
             self._failed("sticky_find", "fail_open", exc)
             return None
         return next((str(group) for group in found if group is not None), None)
 
-    def remember(self, keys: list[str], group: str) -> None:
-        if not keys:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(f"{self.prefix}pin:{key}", group, ex=self.ttl)
+    async def remember(self, keys: list[str], group: str) -> None:
         try:
-            call_sync(pipe.execute)
+            for key in keys:
+                pin = f"{self.prefix}pin:{key}"
+                await call(partial(self.client.execute, "SET", pin, group, "EX", self.ttl))
         except StoreDown as exc:
             self._failed("sticky_remember", "fail_open", exc)
 

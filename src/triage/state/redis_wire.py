@@ -179,10 +179,13 @@ class Wire:
         except RuntimeError:
             raise ConnectionError("the state store refused the connection's login") from None
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class Script:

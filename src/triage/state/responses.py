@@ -39,9 +39,12 @@ class StoredResponse:
 
 
 class ResponseStore(Protocol):
-    def put(self, stored: StoredResponse) -> None: ...
-    def get(self, response_id: str, owner: str) -> StoredResponse | None: ...
-    def delete(self, response_id: str, owner: str) -> bool: ...
+    """Async so that the shared store (Redis, state/redis_responses.py) awaits its round trip;
+    the SQLite calls are short local statements and never suspend."""
+
+    async def put(self, stored: StoredResponse) -> None: ...
+    async def get(self, response_id: str, owner: str) -> StoredResponse | None: ...
+    async def delete(self, response_id: str, owner: str) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -66,7 +69,7 @@ class SqliteResponses:
             self._db = db
         return self._db
 
-    def put(self, stored: StoredResponse) -> None:
+    async def put(self, stored: StoredResponse) -> None:
         now = self.wall_clock()
         row = (
             stored.id,
@@ -86,7 +89,7 @@ class SqliteResponses:
         """Whether anything was ever stored: reads never create the file."""
         return self._db is not None or Path(self.path).exists()
 
-    def get(self, response_id: str, owner: str) -> StoredResponse | None:
+    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
         if not self._exists():
             return None
         with self._lock:
@@ -104,7 +107,7 @@ class SqliteResponses:
         response, items = json.loads(row[1]), json.loads(row[2])
         return StoredResponse(response_id, owner, row[0], response, items, row[3])
 
-    def delete(self, response_id: str, owner: str) -> bool:
+    async def delete(self, response_id: str, owner: str) -> bool:
         if not self._exists():
             return False
         with self._lock:
@@ -121,7 +124,7 @@ class SqliteResponses:
                 self._db = None
 
 
-def history(
+async def history(
     store: ResponseStore, response_id: str, owner: str, limit: int
 ) -> tuple[list[Any], str | None] | None:
     """The conversation up to and including `response_id` (each turn's input items, then its
@@ -131,7 +134,7 @@ def history(
     route: str | None = None
     current: str | None = response_id
     while current is not None and len(turns) < limit:
-        stored = store.get(current, owner)
+        stored = await store.get(current, owner)
         if stored is None:
             if not turns:
                 return None

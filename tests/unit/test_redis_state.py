@@ -133,3 +133,27 @@ def test_the_client_works_on_uvloop(valkey: ValkeyServer) -> None:
 
     results = uvloop.run(run())
     assert [type(r).__name__ for r in results] == ["Reservation", "Reservation", "Refusal"]
+
+
+async def test_a_store_that_hangs_fails_the_call_and_is_used_again_after(
+    valkey: ValkeyServer,
+) -> None:
+    """A frozen server (SIGSTOP: it accepts nothing and answers nothing) is a dead store to
+    the caller within the client's timeout; once it thaws, the same client works again."""
+    import os
+    import signal
+
+    assert valkey.process is not None
+    limits = RedisLimits(Wire(valkey.url, 0.3))
+    ask = Ask("k", 10, Decimal("1"), daily_usd=Decimal("100"))
+    assert isinstance(await limits.reserve(ask, NOW), Reservation)
+    os.kill(valkey.process.pid, signal.SIGSTOP)
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(limits.reserve(ask, NOW) for _ in range(5)), return_exceptions=True),
+            timeout=30,  # generous: the client gives up after ~0.3 s
+        )
+    finally:
+        os.kill(valkey.process.pid, signal.SIGCONT)
+    assert all(isinstance(o, StoreDown) for o in outcomes)
+    assert isinstance(await limits.reserve(ask, NOW), Reservation)

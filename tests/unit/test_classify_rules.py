@@ -91,19 +91,22 @@ def test_code_markers_are_hints_for_the_model_not_verdicts(text: str, hint: str)
 
 
 @pytest.mark.parametrize(
-    ("text", "follows"),
+    ("text", "how"),
     [
-        ("now make it faster", True),
-        ("shorter please", True),
-        ("what about in Rust?", True),
-        ("Can you explain that again?", True),
-        ("great, thanks!", False),
-        ("Write a limerick about a goose who runs a bakery in Leeds.", False),
-        ("Summarize this:\n\n" + PASSAGE, False),
+        ("now make it faster", "opener"),
+        ("what about in Rust?", "opener"),
+        ("what if it rains twice as much?", "opener"),
+        ("shorter please", "pointer"),
+        ("Can you explain that again?", "pointer"),
+        ("great, thanks!", None),
+        ("Write a limerick about a goose who runs a bakery in Leeds.", None),
+        ("Summarize this:\n\n" + PASSAGE, None),
     ],
 )
-def test_follow_up_is_a_short_turn_that_points_back(text: str, follows: bool) -> None:
-    assert follows_up(analyse(from_text(text))) is follows
+def test_follow_up_is_a_short_turn_that_continues_or_points_back(
+    text: str, how: str | None
+) -> None:
+    assert follows_up(analyse(from_text(text))) == how
 
 
 def test_code_followup_needs_code_in_the_previous_turn() -> None:

@@ -66,10 +66,28 @@ def test_loading_weights_from_a_different_feature_version_fails_clearly(tmp_path
     import gzip
 
     path = save(train(ROWS, epochs=1), tmp_path)
-    document = json.loads(gzip.decompress(path.read_bytes()))
-    document["features"] = "f0"
-    path.write_bytes(gzip.compress(json.dumps(document).encode()))
+    raw = gzip.decompress(path.read_bytes())
+    cut = raw.index(b"\n")
+    header = json.loads(raw[:cut])
+    header["features"] = "f0"
+    path.write_bytes(gzip.compress(json.dumps(header).encode() + raw[cut:]))
     with pytest.raises(ValueError, match="features"):
+        Classifier.load(path)
+
+
+def test_a_truncated_or_foreign_weights_file_fails_clearly(tmp_path: Path) -> None:
+    import gzip
+
+    path = save(train(ROWS, epochs=1), tmp_path)
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-7]))
+    with pytest.raises(ValueError, match="row data"):
+        Classifier.load(path)
+    path.write_bytes(gzip.compress(b'{"format": "something else"}\n'))
+    with pytest.raises(ValueError, match="format"):
+        Classifier.load(path)
+    path.write_bytes(gzip.compress(b"not json at all\n"))
+    with pytest.raises(ValueError, match="not a weights file"):
         Classifier.load(path)
 
 

@@ -30,7 +30,8 @@ ADAPT_SETTINGS = SgdSettings(epochs=12, rate=3.0, decay=0.3, l2=0.0, seed=0, fit
 # A follow-up's probabilities lean this much on the turn it follows: "now make it faster" says
 # little by itself, the request before it says what "it" is.
 INHERIT = 0.7
-# ... unless the turn is clear on its own ("Write a haiku about it" is a new request).
+# A turn that only points back ("write a haiku about it") inherits unless the model is this
+# sure of it alone; one that opens like a continuation ("now ...", "what if ...") always does.
 STANDS_ALONE = 0.9
 HEAVY = tuple(index for index, task in enumerate(TASKS) if task in HEAVY_TASKS)
 
@@ -124,10 +125,11 @@ class Classifier:
             messages, has_tools=has_tools, has_response_format=has_response_format
         )
         analysis = analyse(prompt)
-        if apply_rules(analysis) is None and follows_up(analysis):
+        how = follows_up(analysis) if apply_rules(analysis) is None else None
+        if how is not None:
             earlier = earlier_user_text(messages)
             now = self.probabilities(analysis)
-            if earlier.strip() and max(now) < STANDS_ALONE:
+            if earlier.strip() and (how == "opener" or max(now) < STANDS_ALONE):
                 before = self.probabilities(analyse(from_text(earlier)))
                 mixed = [(1 - INHERIT) * a + INHERIT * b for a, b in zip(now, before, strict=True)]
                 return self._decide(analysis, mixed, "followup")

@@ -26,20 +26,57 @@ WORD_PROBLEM_MAX = 1000
 SMALL_PASSAGE = 300
 FOLLOWUP_MAX = 300
 
-_CODE_SYNTAX = re.compile(
-    r"^[ \t]*(?:def|class)[ \t]+\w+[ \t]*[(:]"
-    r"|^[ \t]*(?:import[ \t]+[\w.]+[ \t]*$|from[ \t]+[\w.]+[ \t]+import[ \t])"
-    r"|#include[ \t]*[<\"]"
-    r"|\b(?:public|private|protected)[ \t]+(?:static[ \t]+)?(?:void|int|class|String|bool)\b"
-    r"|\bfunction[ \t]*\w*[ \t]*\([^)\n]*\)[ \t]*\{"
-    r"|\b(?:const|let|var)[ \t]+\w+[ \t]*=[^;\n]*;[ \t]*$"
-    r"|\bSELECT[ \t]+[\w*,. \t()]+?[ \t]+FROM[ \t]+\w"
-    r"|Traceback \(most recent call last\)"
-    r"|^[ \t]*(?:fn|func)[ \t]+\w+[ \t]*\("
-    r"|\bconsole\.log\(|\bSystem\.out\.print|\bstd::\w|\bprintf\(\""
-    r"|=>[ \t]*\{|</?(?:div|span|html|body|script|table)\b[^>]*>",
-    re.MULTILINE,
+# Unmistakable source code, one line at a time. Each pattern runs only on the lines holding one
+# of its anchor words: a single regex over the whole scan cost milliseconds on a pasted log.
+_TAGS = ("div", "span", "html", "body", "script", "table")
+_CODE_LINES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (anchors, re.compile(pattern, re.MULTILINE))
+    for anchors, pattern in (
+        (("def", "class"), r"^[ \t]*(?:def|class)[ \t]+\w+[ \t]*[(:]"),
+        (("import",), r"^[ \t]*(?:import[ \t]+[\w.]+[ \t]*$|from[ \t]+[\w.]+[ \t]+import[ \t])"),
+        (("#include",), r"#include[ \t]*[<\"]"),
+        (
+            ("public", "private", "protected"),
+            r"\b(?:public|private|protected)[ \t]+(?:static[ \t]+)?"
+            r"(?:void|int|class|String|bool)\b",
+        ),
+        (("function",), r"\bfunction[ \t]*\w*[ \t]*\([^)\n]*\)[ \t]*\{"),
+        (("const", "let", "var"), r"\b(?:const|let|var)[ \t]+\w+[ \t]*=[^;\n]*;[ \t]*$"),
+        (("SELECT",), r"\bSELECT[ \t]+[\w*,. \t()]+?[ \t]+FROM[ \t]+\w"),
+        (("Traceback (",), r"Traceback \(most recent call last\)"),
+        (("fn", "func"), r"^[ \t]*(?:fn|func)[ \t]+\w+[ \t]*\("),
+        (
+            ("console.log(", "System.out.print", "std::", 'printf("'),
+            r"\bconsole\.log\(|\bSystem\.out\.print|\bstd::\w|\bprintf\(\"",
+        ),
+        (("=>",), r"=>[ \t]*\{"),
+        (
+            tuple(f"<{tag}" for tag in _TAGS) + tuple(f"</{tag}" for tag in _TAGS),
+            r"</?(?:div|span|html|body|script|table)\b[^>]*>",
+        ),
+    )
 )
+# Lines tried per anchor word: prose can say "class" often, code says it early.
+ANCHOR_TRIES = 4
+# Code in a paste shows itself early; scanning further costs more than it finds.
+CODE_SCAN = 2000
+
+
+def _code_line(text: str) -> bool:
+    for anchors, pattern in _CODE_LINES:
+        for anchor in anchors:
+            at = text.find(anchor)
+            for _ in range(ANCHOR_TRIES):
+                if at < 0:
+                    break
+                line_end = text.find("\n", at)
+                line_end = len(text) if line_end < 0 else line_end
+                if pattern.search(text, text.rfind("\n", 0, at) + 1, line_end):
+                    return True
+                at = text.find(anchor, line_end)
+    return False
+
+
 _ARITHMETIC = re.compile(
     r"\d(?:\.\d+)?[ \t]*(?:[+*×÷^]|[ \t]/[ \t])[ \t]*\(?-?\d"
     r"|\bsolve\b[^.?!\n]{0,40}\bfor [a-z]\b"
@@ -96,7 +133,7 @@ _DEBUG_WORDS = frozenset(
 )
 _EDITING_WORDS = frozenset(b"grammar spelling punctuation typo typos proofread wording".split())
 FOLLOWUP_CHARS = 120
-_CONTINUE_WORDS = frozenset(b"now also and then again instead but ok okay".split())
+_CONTINUE_WORDS = frozenset(b"now also and then again instead".split())
 _CONTINUE_PAIRS = frozenset((b"what about", b"how about", b"what if", b"same for"))
 # Words that point back at the previous answer: "make it shorter", "do the same for Go".
 _ANAPHORA = frozenset(b"it them again same instead shorter longer faster simpler another".split())
@@ -137,7 +174,7 @@ def code_syntax(analysis: Analysis) -> bool:
     # SQL needs no punctuation, everything else does: skip the regex on plain prose.
     if analysis.signals.code_chars < 2 and "SELECT" not in analysis.prompt.text:
         return False
-    return _CODE_SYNTAX.search(analysis.prompt.text, 0, SCAN_CHARS) is not None
+    return _code_line(analysis.prompt.text[:CODE_SCAN])
 
 
 def code_followup(analysis: Analysis) -> bool:
@@ -205,18 +242,18 @@ def word_problem(analysis: Analysis) -> bool:
     return len(_QUANTITY.findall(scope)) >= 2
 
 
-def follows_up(analysis: Analysis) -> bool:
-    """A short turn that continues the previous request ("now make it faster", "shorter",
-    "what about Rust?"): it opens with a continuation word or points back at the last answer."""
+def follows_up(analysis: Analysis) -> str | None:
+    """How a short turn continues the previous request: "opener" when it starts like a
+    continuation ("now ...", "what if ...", "also ..."), "pointer" when it only points back at
+    the last answer ("make it shorter"), None for anything else (thanks, a new request)."""
     words = analysis.words
     if not words or analysis.signals.length > FOLLOWUP_CHARS or analysis.signals.passage:
-        return False
+        return None
     if not _THANKS_WORDS.isdisjoint(words):
-        return False
-    opening = b" ".join(words[:2])
-    return (
-        words[0] in _CONTINUE_WORDS or opening in _CONTINUE_PAIRS or not _ANAPHORA.isdisjoint(words)
-    )
+        return None
+    if words[0] in _CONTINUE_WORDS or b" ".join(words[:2]) in _CONTINUE_PAIRS:
+        return "opener"
+    return None if _ANAPHORA.isdisjoint(words) else "pointer"
 
 
 # Code markers are evidence, not a verdict: "summarise this README" pastes code too. They reach

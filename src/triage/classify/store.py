@@ -1,15 +1,14 @@
 """Reading and writing weight files.
 
-Owns the on-disk format: one gzip'd JSON document holding the task order, the feature version,
-the class bias, the heavy-head threshold, a free-form provenance record (which data and which
-command built the file) and, base64-encoded, the bucket ids (uint32 little-endian) and their
-packed rows (ROW_BYTES little-endian bytes each). Binary blobs inside JSON keep loading to a few
-milliseconds: no per-number JSON parsing, just one int.from_bytes per bucket.
+Owns the on-disk format: gzip of one line of JSON (the task order, the feature version, the class
+bias, the heavy-head threshold, a free-form provenance record saying which data and which command
+built the file, and the bucket count), then the raw bucket ids (uint32 little-endian) and their
+packed rows (ROW_BYTES little-endian bytes each). Raw bytes after the header keep loading cheap:
+no per-number JSON parsing and no base64, just one int.from_bytes per bucket.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import sys
@@ -22,7 +21,7 @@ from triage.classify.features import BUCKETS, FEATURE_VERSION
 from triage.classify.linear import FIELD_BITS, OFFSET, QSCALE, ROW_BYTES, LinearModel
 from triage.classify.taxonomy import TASKS
 
-FORMAT = "triage.classify/2"
+FORMAT = "triage.classify/3"
 WEIGHTS_FILE = "classifier.json.gz"
 
 
@@ -34,16 +33,16 @@ class Weights(NamedTuple):
     provenance: dict[str, Any] | None = None
 
 
-def _encode_ids(ids: list[int]) -> str:
+def _ids_bytes(ids: list[int]) -> bytes:
     packed = array("I", ids)
     if sys.byteorder == "big":
         packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")
+    return packed.tobytes()
 
 
-def _decode_ids(text: str) -> array[int]:
+def _ids_of(data: bytes) -> array[int]:
     packed = array("I")
-    packed.frombytes(base64.b64decode(text))
+    packed.frombytes(data)
     if sys.byteorder == "big":
         packed.byteswap()
     return packed
@@ -53,7 +52,7 @@ def encode(weights: Weights) -> bytes:
     model = weights.model
     ids = sorted(model.rows)
     rows = b"".join(model.rows[bucket].to_bytes(ROW_BYTES, "little") for bucket in ids)
-    document = {
+    header = {
         "format": FORMAT,
         "features": FEATURE_VERSION,
         "buckets": BUCKETS,
@@ -62,11 +61,11 @@ def encode(weights: Weights) -> bytes:
         "bias": list(model.bias),
         "heavy_threshold": weights.heavy_threshold,
         "provenance": weights.provenance or {},
-        "ids": _encode_ids(ids),
-        "rows": base64.b64encode(rows).decode("ascii"),
+        "count": len(ids),
     }
-    # mtime=0 keeps the file byte-identical across rebuilds from the same examples.
-    return gzip.compress(json.dumps(document, sort_keys=True).encode(), mtime=0)
+    head = json.dumps(header, sort_keys=True).encode() + b"\n"
+    # mtime=0 keeps the file byte-identical across rebuilds from the same data.
+    return gzip.compress(head + _ids_bytes(ids) + rows, mtime=0)
 
 
 def _check(document: dict[str, Any], where: str) -> None:
@@ -83,12 +82,21 @@ def _check(document: dict[str, Any], where: str) -> None:
 
 
 def decode(data: bytes, where: str = "weights") -> Weights:
-    document = json.loads(gzip.decompress(data))
+    raw = gzip.decompress(data)
+    cut = raw.find(b"\n")
+    try:
+        document = json.loads(raw[:cut])
+    except ValueError:
+        raise ValueError(f"{where}: not a weights file of format {FORMAT}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{where}: not a weights file of format {FORMAT}")
     _check(document, where)
-    ids = _decode_ids(document["ids"])
-    rows = memoryview(base64.b64decode(document["rows"]))
-    if len(rows) != len(ids) * ROW_BYTES:
+    count = document["count"]
+    body = memoryview(raw)[cut + 1 :]
+    if len(body) != count * (4 + ROW_BYTES):
         raise ValueError(f"{where}: row data does not match the bucket ids")
+    ids = _ids_of(bytes(body[: 4 * count]))
+    rows = body[4 * count :]
     from_bytes = int.from_bytes
     packed = [
         from_bytes(rows[start : start + ROW_BYTES], "little")

@@ -120,7 +120,9 @@ def decide(ask: Ask, counted: Counted, now: float) -> Refusal | None:
             in_flight = f" (${counted.held} held by requests in flight)" if counted.held else ""
             return Refusal(
                 "daily" if label == "daily" else "monthly",
-                f"key `{key}` would exceed its {label} budget of ${limit}{in_flight}",
+                f"key `{key}` would exceed its {label} budget of ${limit}{in_flight}: a request "
+                f"holds its worst case (${ask.cost}: max_tokens × n, or "
+                "auth.reserve_output_tokens when max_tokens is unset) until it ends",
                 _until(period_end(now, period), now),
             )
     return None

@@ -97,8 +97,8 @@ def test_shipped_examples_are_valid_and_cover_every_label() -> None:
 class Weighted(Classifier):
     """Fixed probabilities per text; the task is the top one, as the model would pick."""
 
-    def __init__(self, answers: dict[str, dict[str, float]]) -> None:
-        super().__init__(LinearModel(rows={}, bias=(0.0,) * len(TASKS)))
+    def __init__(self, answers: dict[str, dict[str, float]], threshold: float = 1.0) -> None:
+        super().__init__(LinearModel(rows={}, bias=(0.0,) * len(TASKS)), threshold)
         self.answers = answers
         self.conversations: list[object] = []
 
@@ -149,6 +149,9 @@ def test_cost_quality_curve_trades_heavy_share_for_recall() -> None:
     row = next(line for line in table.splitlines() if line.startswith("0.40 "))
     assert row.split() == ["0.40", "0.500", "1.000", "0.000"]
     assert report.to_json()["cost_curve"][0]["threshold"] == 0.05
+    # The classifier's own threshold is one of the points.
+    shipped = evaluate(Weighted(answers, threshold=0.33), rows)
+    assert 0.33 in [threshold for threshold, *_ in shipped.curve]
 
 
 def test_rows_are_grouped_by_source_label_prefix_and_bucketed_by_length(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from triage.classify.classifier import Classifier
 from triage.classify.figures import (
+    CURVE_THRESHOLDS,
     Outcome,
     Scores,
     confusion_of,
@@ -128,7 +129,8 @@ def evaluate(classifier: Classifier, rows: Sequence[Row | tuple[str, str]]) -> E
         ece=overall.ece,
         groups={name: scores(members) for name, members in sorted(grouped.items())},
         latency=latency_by_length(outcomes),
-        curve=cost_curve(outcomes),
+        # The shipped point is on the curve too, so the operator sees where they stand.
+        curve=cost_curve(outcomes, sorted({*CURVE_THRESHOLDS, classifier.heavy_threshold})),
         heavy_threshold=classifier.heavy_threshold,
     )
 

@@ -43,7 +43,8 @@ test-scale: venv
 	$(BIN)/pytest -q -m scale
 
 # Rebuild the shipped classifier weights from the licence-clean rows of ../shared beside the clone
-# (never copied into the project; classify/build.py says which files and rows). ~6 min on one core.
+# (never copied into the project; classify/build.py says which files and rows). ~4 min on an idle
+# core, 10-15 on a busy shared one; byte-identical for the same inputs.
 weights: venv
 	nice -n 10 $(BIN)/python -m triage.classify.build --shared ../shared
 

@@ -157,3 +157,20 @@ async def test_a_store_that_hangs_fails_the_call_and_is_used_again_after(
         os.kill(valkey.process.pid, signal.SIGCONT)
     assert all(isinstance(o, StoreDown) for o in outcomes)
     assert isinstance(await limits.reserve(ask, NOW), Reservation)
+
+
+async def test_concurrent_requests_share_one_refresh(valkey: ValkeyServer) -> None:
+    a, _ = _pair(valkey.url)
+    probe = Wire(valkey.url, 5.0)
+    await a.sync(["d", "e"], 0.0)  # scripts loaded, connection open
+
+    async def scripts_run() -> int:
+        stats = await probe.execute("INFO", "commandstats")
+        line = next(x for x in stats.splitlines() if x.startswith("cmdstat_evalsha:"))
+        return int(line.split("calls=")[1].split(",")[0])
+
+    before = await scripts_run()
+    await asyncio.gather(*(a.sync(["d", "e"], 0.0) for _ in range(50)))
+    assert await scripts_run() - before == 1  # not one round trip per request
+    await a.sync(["d", "e"], 0.0)
+    assert await scripts_run() - before == 2  # a later request refreshes again

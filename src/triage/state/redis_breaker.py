@@ -128,6 +128,7 @@ class RedisStore(MemoryStore):
         self._ok = client.register_script(_OK)
         self._pending: set[asyncio.Task[None]] = set()
         self._samples: list[tuple[str, str, str]] = []  # (deployment, latency, ttft)
+        self._syncing: dict[tuple[str, ...], asyncio.Future[None]] = {}
         self._ids = itertools.count()
 
     def _keys(self, deployment: str) -> list[str]:
@@ -137,9 +138,23 @@ class RedisStore(MemoryStore):
 
     async def sync(self, deployments: Sequence[str], now: float) -> None:
         """Refresh the plan's deployments from the shared store, handing it this replica's
-        buffered latency samples on the way (one script, one round trip)."""
+        buffered latency samples on the way (one script, one round trip). Requests that
+        arrive while a refresh of the same deployments is on its way wait for that one."""
         await self.flush()
-        ids = list(dict.fromkeys(deployments))
+        ids = tuple(dict.fromkeys(deployments))
+        running = self._syncing.get(ids)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._syncing[ids] = done
+        try:
+            await self._refresh(list(ids), now)
+        finally:
+            del self._syncing[ids]
+            done.set_result(None)
+
+    async def _refresh(self, ids: list[str], now: float) -> None:
         samples, self._samples = self._samples, []
         if not ids and not samples:
             return

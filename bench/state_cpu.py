@@ -1,6 +1,7 @@
 """CPU per request of the shared state store (Redis/Valkey) against the in-memory one (issue 15).
 
     PYTHONPATH=. .venv/bin/python bench/state_cpu.py [requests]   # default 1000 a round, 5 rounds
+    PYTHONPATH=. .venv/bin/python bench/state_cpu.py calls        # the store calls alone
 
 One process, the app driven in-process over ASGI (no sockets on the client side), a key with
 rpm, tpm and a daily budget (so every request reserves and settles), the fake upstream in a
@@ -24,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,10 @@ from tests.helpers import config_from, deployment, free_port  # noqa: E402
 from tests.redis_server import ValkeyServer  # noqa: E402
 
 from triage.api import create_app  # noqa: E402
+from triage.state.limits import Ask, MemoryLimits  # noqa: E402
+from triage.state.redis_breaker import RedisStore  # noqa: E402
+from triage.state.redis_limits import RedisLimits  # noqa: E402
+from triage.state.redis_wire import Wire  # noqa: E402
 
 KEY = "tk-bench-0123456789"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -99,7 +105,36 @@ def _fake_upstream() -> Iterator[str]:
         process.wait(timeout=20)
 
 
+async def _calls(url: str, count: int = 2000) -> None:
+    """CPU of the store calls of one request without the app: reserve + settle, and a sync."""
+    limits: dict[str, Any] = {"memory": MemoryLimits(), "redis": RedisLimits(Wire(url, 1.0))}
+    store = RedisStore(Wire(url, 1.0))
+    ask = Ask("k", 10, Decimal("0.001"), rpm=10**8, tpm=10**12, daily_usd=Decimal(10**6))
+
+    async def request(backend: str) -> None:
+        held = await limits[backend].reserve(ask, time.time())
+        await limits[backend].settle(held, 5, Decimal("0.0005"), time.time())
+
+    async def sync() -> None:
+        await store.sync(["a", "b"], time.monotonic())
+        store.record_success("a", 0.0, latency=0.1, ttft=None)
+
+    cases = {"reserve+settle, memory": lambda: request("memory")}
+    cases |= {"reserve+settle, redis": lambda: request("redis"), "breaker sync, redis": sync}
+    for label, case in cases.items():
+        for _ in range(200):
+            await case()
+        start = time.process_time()
+        for _ in range(count):
+            await case()
+        print(f"{label}: {(time.process_time() - start) / count * 1000:.3f} ms CPU")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["calls"]:
+        with tempfile.TemporaryDirectory() as tmp, ValkeyServer(Path(tmp)) as store:
+            asyncio.run(_calls(store.url))
+        return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -239,10 +239,7 @@ class RedisLimits:
         )
 
     def close(self) -> None:
-        """Connections close with the client (`aclose` from the app's shutdown)."""
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+        self.client.close()
 
 
 def _limits(ask: Ask) -> list[Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from perf import procs
 from perf.fleet import Fleet, LoadGen
+from perf.servers import CLIENT_HEADERS
 from perf.settings import PROMPT, BenchSettings, Scenario
 from perf.stats import CellStats
 
@@ -30,10 +31,10 @@ def _segment(
 ) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
     server = fleet.servers[key]
     url, request = server.url(PATH), body(fleet.specs[key].model, scenario.stream)
-    loadgen.run(url, request, scenario.concurrency, settings.warmup)
+    loadgen.run(url, request, scenario.concurrency, settings.warmup, CLIENT_HEADERS)
     cpu0, backend0 = procs.cpu_seconds(server.pid), fleet.backend_cpu()
     machine0, wall0 = procs.busy_cores_seconds(), time.perf_counter()
-    run = loadgen.run(url, request, scenario.concurrency, settings.seconds)
+    run = loadgen.run(url, request, scenario.concurrency, settings.seconds, CLIENT_HEADERS)
     machine, wall = procs.busy_cores_seconds() - machine0, time.perf_counter() - wall0
     server_cpu = procs.cpu_seconds(server.pid) - cpu0
     backend_cpu = fleet.backend_cpu() - backend0 if key != "a" else 0.0
@@ -62,7 +63,8 @@ def probe(server: procs.Server, model: str) -> dict[str, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         try:
             payload = json.dumps(body(model, stream))
-            conn.request("POST", PATH, payload, {"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json", **CLIENT_HEADERS}
+            conn.request("POST", PATH, payload, headers)
             response = conn.getresponse()
             raw = response.read()
         finally:

@@ -17,66 +17,93 @@ from pathlib import Path
 from typing import Any
 
 from perf import procs
+from perf.layout import Layout
 from perf.servers import ServerSpec, fake_argv
-from perf.settings import LOAD_CPUS, SERVER_CPUS
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 ALL_CPUS = frozenset(os.sched_getaffinity(0))
 
 
 class LoadGen:
-    """The load generator process, spoken to one JSON line at a time."""
+    """Load generator processes, each spoken to one JSON line at a time; a run's clients are
+    split over them (on a big box one Python process would cap the fastest baseline)."""
 
-    def __init__(self, cpus: Iterable[int] | None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(LOADGEN)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+    def __init__(self, cpus: Iterable[int] | None, processes: int = 1) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(LOADGEN)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(max(1, processes))
+        ]
         if cpus is not None:
             self.affinity(cpus)
 
-    def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+    def _send(self, proc: subprocess.Popen[str], command: dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(command) + "\n")
+        proc.stdin.flush()
+
+    def _reply(self, proc: subprocess.Popen[str]) -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"load generator exited with {self.proc.wait()}")
+            raise RuntimeError(f"load generator exited with {proc.wait()}")
         reply: dict[str, Any] = json.loads(line)
         return reply
 
+    def _ask_all(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send each process its command at once, then collect every reply."""
+        for proc, command in zip(self.procs, commands, strict=False):
+            self._send(proc, command)
+        return [self._reply(proc) for proc, _ in zip(self.procs, commands, strict=False)]
+
     def run(
-        self, url: str, body: dict[str, Any], concurrency: int, seconds: float
+        self,
+        url: str,
+        body: dict[str, Any],
+        concurrency: int,
+        seconds: float,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        stream = bool(body.get("stream"))
-        return self._ask(
-            {
-                "op": "run",
-                "url": url,
-                "body": body,
-                "stream": stream,
-                "concurrency": concurrency,
-                "seconds": seconds,
-            }
-        )
+        job = {"op": "run", "url": url, "body": body, "stream": bool(body.get("stream"))}
+        job |= {"seconds": seconds, "headers": headers or {}}
+        share = min(len(self.procs), concurrency)
+        counts = [concurrency // share + (i < concurrency % share) for i in range(share)]
+        return merge_runs(self._ask_all([{**job, "concurrency": n} for n in counts]))
 
     def affinity(self, cpus: Iterable[int]) -> None:
-        self._ask({"op": "affinity", "cpus": sorted(cpus)})
+        self._ask_all([{"op": "affinity", "cpus": sorted(cpus)}] * len(self.procs))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-            self.proc.stdin.close()
-            self.proc.wait(10)
+        for proc in self.procs:
+            if proc.poll() is None:
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                proc.stdin.close()
+                proc.wait(10)
+
+
+def merge_runs(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures from the processes that shared it."""
+    errors = [r["first_error"] for r in replies if r["first_error"]]
+    return {
+        "count": sum(r["count"] for r in replies),
+        "errors": sum(r["errors"] for r in replies),
+        "first_error": errors[0] if errors else None,
+        "elapsed": max(r["elapsed"] for r in replies),
+        "latency": [v for r in replies for v in r["latency"]],
+        "ttfb": [v for r in replies for v in r["ttfb"]],
+        "cpu": sum(r["cpu"] for r in replies),
+    }
 
 
 @dataclass
 class Fleet:
     work: Path
-    pin: bool
+    layout: Layout
     env: dict[str, str]
     servers: dict[str, procs.Server] = field(default_factory=dict)
     specs: dict[str, ServerSpec] = field(default_factory=dict)
@@ -84,12 +111,12 @@ class Fleet:
     rss_idle: dict[str, float] = field(default_factory=dict)
     backend: procs.Server | None = None
 
-    def cpus(self, pinned: bool) -> frozenset[int] | None:
-        return SERVER_CPUS if self.pin and pinned else None
+    def cpus(self, key: str) -> frozenset[int] | None:
+        return self.layout.of(key)
 
     @property
     def load_cpus(self) -> frozenset[int] | None:
-        return LOAD_CPUS if self.pin else None
+        return self.layout.load
 
     def start_backend(self) -> str:
         port = procs.free_port()
@@ -105,7 +132,7 @@ class Fleet:
         log = self.work / f"{spec.key}-{attempt}.log"
         env = {**self.env, **spec.env}
         started = time.perf_counter()
-        server = procs.spawn(spec.label, spec.argv, spec.port, env, self.cpus(spec.pinned), log)
+        server = procs.spawn(spec.label, spec.argv, spec.port, env, self.cpus(spec.key), log)
         try:
             return server, procs.wait_ready(server, spec.health, started, spec.ready_timeout)
         except RuntimeError:
@@ -147,7 +174,7 @@ class Fleet:
 
     def repin(self, keys: Iterable[str]) -> None:
         for key in keys:
-            cpus = self.cpus(self.specs[key].pinned)
+            cpus = self.cpus(key)
             procs.set_affinity(self.servers[key].pid, cpus or ALL_CPUS)
         if self.backend is not None:
             procs.set_affinity(self.backend.pid, self.load_cpus or ALL_CPUS)

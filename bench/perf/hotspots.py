@@ -20,10 +20,17 @@ from pathlib import Path
 
 import yaml
 
-from perf import cells, procs
-from perf.fleet import Fleet, LoadGen
-from perf.servers import BENCH_DIR, ServerSpec, triage_config
-from perf.settings import LOAD_CPUS
+from perf import cells, layout, procs
+from perf.fleet import ALL_CPUS, Fleet, LoadGen
+from perf.servers import (
+    BENCH_DIR,
+    CLIENT_HEADERS,
+    CLIENT_KEY,
+    CLIENT_KEY_ENV,
+    ServerSpec,
+    triage_argv,
+    triage_config,
+)
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+)(?::\d+)?\)$")
 SITE = re.compile(r".*/(?:site-packages|lib/python3\.\d+)/")
@@ -95,8 +102,9 @@ def _spec(target: str, work: Path, backend: str) -> ServerSpec:
         return ServerSpec("b", "passthrough", [*argv, "--port", str(port)], port, "fake-model")
     config = work / "triage.yaml"
     config.write_text(yaml.safe_dump(triage_config(backend, work / "c.db", target)))
-    argv = [str(Path(sys.executable).parent / "triage"), "serve", "--config", str(config)]
-    return ServerSpec("c", "triage", [*argv, "--port", str(port)], port, "auto")
+    argv = [*triage_argv(), "serve", "--config", str(config)]
+    env = {CLIENT_KEY_ENV: CLIENT_KEY}
+    return ServerSpec("c", "triage", [*argv, "--port", str(port)], port, "auto", env=env)
 
 
 def _sample(
@@ -105,12 +113,12 @@ def _sample(
     """py-spy over one loaded run: (raw stacks, req/s, server CPU microseconds per request)."""
     server = fleet.servers[spec.key]
     url, request = server.url(cells.PATH), cells.body(spec.model, args.stream)
-    loadgen.run(url, request, args.concurrency, 1.0)
+    loadgen.run(url, request, args.concurrency, 1.0, CLIENT_HEADERS)
     raw = fleet.work / "profile.txt"
     spy = _record(server.pid, args.seconds, args.rate, raw)
     time.sleep(0.5)
     cpu0 = procs.cpu_seconds(server.pid)
-    run = loadgen.run(url, request, args.concurrency, args.seconds)
+    run = loadgen.run(url, request, args.concurrency, args.seconds, CLIENT_HEADERS)
     cpu = procs.cpu_seconds(server.pid) - cpu0
     _, err = spy.communicate(timeout=60)
     if not raw.exists():
@@ -121,13 +129,17 @@ def _sample(
 def profile(args: argparse.Namespace) -> str:
     work = Path(tempfile.mkdtemp(prefix="triage-profile-"))
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    os.sched_setaffinity(0, LOAD_CPUS)
-    fleet, loadgen = Fleet(work, True, env), LoadGen(LOAD_CPUS)
+    plan = layout.plan(sorted(ALL_CPUS), {"b": 1, "c": 1}, pin=True)
+    if plan.load is not None:
+        os.sched_setaffinity(0, plan.load)
+    fleet, loadgen = Fleet(work, plan, env), LoadGen(plan.load)
     try:
         spec = _spec(args.target, work, fleet.start_backend())
         fleet.start(spec, 1)
         raw, rps, cpu_us = _sample(fleet, loadgen, spec, args)
         stacks = _read(raw)
+        if args.raw_out:
+            shutil.copy(raw, args.raw_out)
         head = f"{args.target}, {'stream' if args.stream else 'plain'}, {args.concurrency} "
         head += f"clients: {rps:.0f} req/s under py-spy, {cpu_us:.0f} us server CPU per request"
         return head + "\n" + render(aggregate(stacks), sum(n for _, n in stacks), args.top)
@@ -149,5 +161,6 @@ def main() -> int:
         help="Triage (c) on the native lane, (d) on the litellm lane, or (b)",
     )
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--raw-out", help="also keep py-spy's raw stacks here")
     print(profile(parser.parse_args()))
     return 0

@@ -1,6 +1,7 @@
 """The load generator: a separate process driven over stdin/stdout, one JSON object per line.
 
-    {"op": "run", "url": ..., "body": {...}, "stream": bool, "concurrency": N, "seconds": S}
+    {"op": "run", "url": ..., "body": {...}, "stream": bool, "concurrency": N, "seconds": S,
+     "headers": {...} (optional, e.g. the bench client key)}
         -> {"count", "errors", "first_error", "elapsed", "latency": [s...], "ttfb": [s...],
             "cpu": seconds of this process's own CPU during the run}
     {"op": "affinity", "cpus": [1]}  -> {"ok": true}
@@ -43,10 +44,12 @@ class Tally:
             self.first_error = message
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool) -> float:
+async def _one(
+    session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, headers: dict[str, str]
+) -> float:
     """Send one request; return the time to the first body byte (stream) or to the headers."""
     start = time.perf_counter()
-    async with session.post(url, data=body, headers=HEADERS) as response:
+    async with session.post(url, data=body, headers=headers) as response:
         first = time.perf_counter()
         if stream:
             got_first = False
@@ -66,7 +69,7 @@ async def _worker(
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         try:
-            ttfb = await _one(session, job["url"], body, job["stream"])
+            ttfb = await _one(session, job["url"], body, job["stream"], job["headers"])
         except (TimeoutError, aiohttp.ClientError, OSError, RuntimeError) as exc:
             out.fail(f"{type(exc).__name__}: {exc}")
             continue
@@ -81,6 +84,7 @@ def _cpu() -> float:
 
 async def run(session: aiohttp.ClientSession, job: dict[str, Any]) -> dict[str, Any]:
     body = json.dumps(job["body"]).encode()
+    job = {**job, "headers": {**HEADERS, **job.get("headers", {})}}
     tally = Tally()
     cpu0, start = _cpu(), time.perf_counter()
     deadline = start + float(job["seconds"])

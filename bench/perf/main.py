@@ -13,13 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from perf import cells, litellm_proxy, pinning, procs, report
+from perf import cells, layout, litellm_proxy, pinning, procs, report
 from perf.fleet import ALL_CPUS, Fleet, LoadGen
-from perf.servers import BENCH_DIR, ServerSpec, build_specs
+from perf.servers import BENCH_DIR, WORKERS, ServerSpec, build_specs
 from perf.settings import LOAD_CPUS, WORKERS_SCENARIO, BenchSettings, scenarios
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
 GRID_KEYS = ("a", "b", "c", "d", "e")
+WORKER_KEYS = ("c", "c1s", "c4")  # one worker (memory state), one and four on sqlite state
 
 
 def start_servers(fleet: Fleet, specs: list[ServerSpec], settings: BenchSettings) -> dict[str, str]:
@@ -52,22 +53,26 @@ def run_grid(fleet: Fleet, loadgen: LoadGen, settings: BenchSettings) -> dict[st
 
 
 def run_workers(fleet: Fleet, loadgen: LoadGen, settings: BenchSettings) -> dict[str, Any]:
-    """(c) with one worker vs two, at 16 clients plain, with nothing pinned: two workers need
-    both cores, so the one-worker run is unpinned too for a fair comparison."""
-    keys = [k for k in ("c", "c2") if k in fleet.servers]
-    if len(keys) < 2:
+    """(c) with one worker vs four, at 16 clients plain. Spread layout: each on its own cores
+    (four for four workers). Otherwise nothing pinned: the workers need every core, so the
+    one-worker runs are unpinned too for a fair comparison."""
+    keys = [k for k in WORKER_KEYS if k in fleet.servers]
+    if "c4" not in keys:
         return {}
     fleet.configure_fakes(WORKERS_SCENARIO.upstream)
-    fleet.unpin(keys)
-    loadgen.affinity(ALL_CPUS)
+    pinned = fleet.layout.spread
+    if not pinned:
+        fleet.unpin(keys)
+        loadgen.affinity(ALL_CPUS)
     try:
         results = cells.measure(fleet, loadgen, WORKERS_SCENARIO, keys, settings)
     finally:
-        fleet.repin(keys)
-        if fleet.load_cpus:
-            loadgen.affinity(fleet.load_cpus)
+        if not pinned:
+            fleet.repin(keys)
+            if fleet.load_cpus:
+                loadgen.affinity(fleet.load_cpus)
     report.add_added_latency(results)
-    return {"scenario": vars(WORKERS_SCENARIO), "pinned": False, "results": results}
+    return {"scenario": vars(WORKERS_SCENARIO), "pinned": pinned, "results": results}
 
 
 def config_rows(fleet: Fleet, failures: dict[str, str], probes: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +85,11 @@ def config_rows(fleet: Fleet, failures: dict[str, str], probes: dict[str, Any]) 
             "startup_median_s": fleet.startup_median(key),
             "rss_idle_mb": fleet.rss_idle[key],
             "rss_after_load_mb": procs.rss_mb(server.pid),
+            "rss_each_mb": [procs.rss_mb(p, descend=False) for p in procs.descendants(server.pid)],
             "rss_peak_mb": procs.rss_mb(server.pid, "VmHWM"),
             "processes": len(procs.descendants(server.pid)),
+            "workers": fleet.specs[key].workers,
+            "cores": sorted(fleet.cpus(key) or []),
             "probe": probes.get(key),
         }
     for key, error in failures.items():
@@ -111,10 +119,20 @@ def render(results: dict[str, Any], fleet: Fleet) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def demands(settings: BenchSettings) -> dict[str, int]:
+    """Cores each server of this run needs (its workers)."""
+    if settings.pin_study:
+        return dict.fromkeys(pinning.KEYS, 1)
+    wanted = dict.fromkeys(("a", "b", "c", "d"), 1)
+    if settings.litellm:
+        wanted["e"] = 1
+    return wanted | {"c1s": 1, "c4": WORKERS}
+
+
 def _prepare(settings: BenchSettings, work: Path) -> tuple[BenchSettings, Path | None, str]:
     if settings.pin and len(ALL_CPUS) < 2:
         settings = replace(settings, pin=False)
-    if settings.pin:
+    if settings.pin_study:
         os.sched_setaffinity(0, LOAD_CPUS)
     if not settings.litellm:
         return settings, None, "not requested (BENCH_LITELLM=1 adds it)"
@@ -124,10 +142,12 @@ def _prepare(settings: BenchSettings, work: Path) -> tuple[BenchSettings, Path |
 
 
 def _measure(fleet: Fleet, settings: BenchSettings, litellm_bin: Path | None) -> dict[str, Any]:
-    loadgen = LoadGen(fleet.load_cpus)
+    load = fleet.load_cpus
+    # On a spread layout the load side has cores to spare: one client process would cap (b).
+    loadgen = LoadGen(load, max(1, min(4, len(load) - 2)) if fleet.layout.spread and load else 1)
     try:
         backend = fleet.start_backend()
-        ports = {key: procs.free_port() for key in (*GRID_KEYS, "c2")}
+        ports = {key: procs.free_port() for key in (*GRID_KEYS, *WORKER_KEYS)}
         specs = build_specs(fleet.work, backend, ports, litellm_bin)
         if settings.pin_study:
             specs = [s for s in specs if s.key in pinning.KEYS]
@@ -148,13 +168,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     settings, litellm_bin, litellm_note = _prepare(BenchSettings.from_env(os.environ), work)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
-    print(f"bench: {settings.to_json()}; logs and ledgers in {work}\n", flush=True)
-    fleet = Fleet(work, settings.pin, env)
+    plan = layout.plan(sorted(ALL_CPUS), demands(settings), settings.pin)
+    if plan.load is not None and not settings.pin_study:
+        os.sched_setaffinity(0, plan.load)
+    print(f"bench: {settings.to_json()}; logs and ledgers in {work}", flush=True)
+    print(f"cores: {plan.to_json()}\n", flush=True)
+    fleet = Fleet(work, plan, env)
     measured = _measure(fleet, settings, litellm_bin)
     if settings.pin_study:
         return 0
     results: dict[str, Any] = {
         "settings": settings.to_json(),
+        "layout": plan.to_json(),
         "machine": {
             "cpus": sorted(ALL_CPUS),
             "python": sys.version.split()[0],

@@ -143,10 +143,10 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory of `pid` and its live descendants in MiB: now (VmRSS) or at its peak
-    (VmHWM)."""
-    return sum(_status_kb(p, field) for p in descendants(pid)) / 1024
+def rss_mb(pid: int, field: str = "VmRSS", descend: bool = True) -> float:
+    """Resident memory of `pid` and (`descend`) its live descendants in MiB: now (VmRSS) or at
+    its peak (VmHWM)."""
+    return sum(_status_kb(p, field) for p in (descendants(pid) if descend else [pid])) / 1024
 
 
 def busy_cores_seconds() -> float:

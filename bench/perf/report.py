@@ -109,11 +109,14 @@ def ratios(results: Results) -> dict[str, float]:
         "c/d req/s, 16 clients plain (native vs litellm lane)": _ratio(
             _get(results, PLAIN16, "c", "rps"), _get(results, PLAIN16, "d", "rps")
         ),
-        "c workers 2 / 1, req/s 16 clients plain": _ratio(
-            workers.get("c2", {}).get("rps", math.nan), workers.get("c", {}).get("rps", math.nan)
+        "c workers 4 / 1 (sqlite state both), req/s 16 clients plain": _ratio(
+            workers.get("c4", {}).get("rps", math.nan), workers.get("c1s", {}).get("rps", math.nan)
+        ),
+        "c workers 4 (sqlite) / 1 (memory state), req/s 16 clients plain": _ratio(
+            workers.get("c4", {}).get("rps", math.nan), workers.get("c", {}).get("rps", math.nan)
         ),
     }
-    out["c workers 2 / 1 ceiling on this box (CPU-bound)"] = workers_ceiling(results)
+    out["c workers 4 / 1 ceiling on this box (CPU-bound)"] = workers_ceiling(results)
     if "e" in results["configs"]:
         for cell, name in ((PLAIN16, "plain"), (STREAM16, "streamed")):
             out[f"c/e req/s, 16 clients {name}"] = _ratio(
@@ -122,18 +125,18 @@ def ratios(results: Results) -> dict[str, float]:
     return out
 
 
-def workers_ceiling(results: Results) -> float:
-    """The best `--workers 2` / one worker this box allows if nothing else ran on it.
+def workers_ceiling(results: Results, workers: int = 4) -> float:
+    """The best `--workers 4` / one worker this box allows if nothing else ran on it.
 
     The server (s CPU-s per request) shares the box's n cores with the load generator and the
     backend fake (l per request): w workers reach at most min(w / s, n / (s + l)) req/s.
     """
-    one = results.get("workers", {}).get("results", {}).get("c")
+    one = results.get("workers", {}).get("results", {}).get("c1s")
     if not one or not one["rps"]:
         return math.nan
     server = one["cpu_s_per_1k"] / 1000
     box = len(results["machine"]["cpus"]) / (server + one["load_core_busy"] / one["rps"])
-    return min(2 / server, box) / min(1 / server, box)
+    return min(workers / server, box) / min(1 / server, box)
 
 
 @dataclass(frozen=True)
@@ -143,10 +146,11 @@ class Target:
     limit: float
     at_most: bool  # True: measured <= limit passes; False: measured >= limit
     unit: str
+    optional: bool = False  # not measured (NaN): reported as not run, not as failed
 
     def evaluate(self, results: Results) -> dict[str, Any]:
         value = self.measured(results)
-        ok = not math.isnan(value) and (
+        ok: bool | None = not math.isnan(value) and (
             value <= self.limit if self.at_most else value >= self.limit
         )
         return {
@@ -155,7 +159,7 @@ class Target:
             "limit": self.limit,
             "unit": self.unit,
             "comparison": "<=" if self.at_most else ">=",
-            "pass": ok,
+            "pass": None if self.optional and math.isnan(value) else ok,
         }
 
 
@@ -167,44 +171,56 @@ def _ratio_of(name: str) -> Callable[[Results], float]:
     return lambda r: r["ratios"].get(name, math.nan)
 
 
+def _cell(cell: str, key: str, field: str) -> Callable[[Results], float]:
+    return lambda r: _get(r, cell, key, field)
+
+
+def _rss_per_worker(results: Results) -> float:
+    """The largest single process of (c) and (c4) (its supervisor and workers each)."""
+    rows = [results["configs"].get(k, {}) for k in ("c", "c4")]
+    return max((mb for r in rows for mb in r.get("rss_each_mb", [])), default=math.nan)
+
+
+# Issue 16's targets: absolute ones hold on its 16-core machine (spread layout); on a shared
+# 2-core box the ratios are squeezed and the absolute CPU figures inflated by contention.
 TARGETS: Sequence[Target] = (
     Target(
-        "added p50 at 1 client <= 2x (b)'s",
-        _ratio_of("c/b added p50, 1 client plain"),
-        2.0,
+        "server CPU per plain request (16 clients)",
+        _cell(PLAIN16, "c", "cpu_s_per_1k"),
+        0.45,
         True,
-        "x",
+        "ms",
     ),
     Target(
-        "req/s at 16 clients plain >= 50% of (b)'s",
-        _ratio_of("c/b req/s, 16 clients plain"),
-        0.5,
-        False,
-        "x",
-    ),
-    Target(
-        "req/s at 16 clients streamed >= 50% of (b)'s",
-        _ratio_of("c/b req/s, 16 clients streamed"),
-        0.5,
-        False,
-        "x",
-    ),
-    Target(
-        "stream relay CPU per chunk <= 2x (b)'s",
-        _ratio_of("c/b CPU per stream chunk"),
-        2.0,
+        "server CPU per 20-chunk streamed request",
+        _cell(STREAM16, "c", "cpu_s_per_1k"),
+        0.50,
         True,
-        "x",
+        "ms",
     ),
-    Target("start-up to ready <= 2 s", _config("startup_median_s"), 2.0, True, "s"),
-    Target("RSS after load <= 150 MB", _config("rss_after_load_mb"), 150.0, True, "MB"),
     Target(
-        "--workers 2 >= 1.6x one worker's req/s",
-        _ratio_of("c workers 2 / 1, req/s 16 clients plain"),
-        1.6,
+        "added latency p50, 1 client plain", _cell(PLAIN1, "c", "added_p50_ms"), 0.6, True, "ms"
+    ),
+    Target(
+        "plain req/s, 16 clients, vs (b)", _ratio_of("c/b req/s, 16 clients plain"), 0.4, False, "x"
+    ),
+    Target(
+        "plain req/s, 16 clients, vs LiteLLM (e)",
+        _ratio_of("c/e req/s, 16 clients plain"),
+        15.0,
+        False,
+        "x",
+        optional=True,
+    ),
+    Target(
+        "4 workers vs 1 (sqlite state both)",
+        _ratio_of("c workers 4 / 1 (sqlite state both), req/s 16 clients plain"),
+        3.6,
         False,
         "x",
     ),
+    Target("start-up to ready", _config("startup_median_s"), 1.0, True, "s"),
+    Target("RSS after load per worker", _rss_per_worker, 100.0, True, "MB"),
 )
 
 
@@ -245,7 +261,7 @@ def render_noise(results: Results) -> str:
 def render_targets(targets: list[dict[str, Any]]) -> str:
     lines = ["== targets =="]
     for t in targets:
-        mark = "PASS" if t["pass"] else "FAIL"
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]
         shown = f"{_num(t['measured'], '.2f')} {t['unit']} {t['comparison']} {t['limit']:g}"
         lines.append(f"{mark}  {t['target']:48} {shown}")
     return "\n".join(lines)
@@ -256,5 +272,6 @@ def render_workers(results: Results, labels: dict[str, str]) -> str:
     if not workers:
         return ""
     table = scenario_table(WORKERS_SCENARIO, workers["results"], labels)
-    title = f"{WORKERS_SCENARIO.title}, nothing pinned: --workers 1 vs 2"
+    where = "each on its own cores" if workers.get("pinned") else "nothing pinned"
+    title = f"{WORKERS_SCENARIO.title}, {where}: --workers 1 vs 4"
     return table.replace(WORKERS_SCENARIO.title, title, 1)

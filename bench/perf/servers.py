@@ -1,8 +1,9 @@
 """The configurations under test, as command lines and config files, plus the backend fake.
 
 (a) the fake upstream itself, (b) bench/passthrough.py, (c) Triage with every feature on over
-the native lane, (c2) the same with `--workers 2`, (d) Triage on the litellm lane, (e) LiteLLM's
-own proxy from its own virtualenv.
+the native lane, (d) Triage on the litellm lane, (e) LiteLLM's own proxy from its own
+virtualenv; for the workers row (c1s) and (c4): (c) on `state.backend: sqlite` (what a key with
+limits needs under `--workers N`) with one and four workers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ import yaml
 BENCH_DIR = Path(__file__).resolve().parent.parent
 FAKE_ARGS = ("--completion-tokens", "20", "--chunk-tokens", "1", "--no-record")
 API_KEY = "bench-not-a-secret"
+# The client key every request carries (servers without keys ignore the header). Its limits are
+# far above what a bench sends, so they are checked and reserved on every request, never hit.
+CLIENT_KEY = "bench-client-key-not-a-secret"
+CLIENT_KEY_ENV = "TRIAGE_BENCH_CLIENT_KEY"
+CLIENT_HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}"}
+WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,7 @@ class ServerSpec:
     port: int
     model: str
     health: str = "/health"
-    pinned: bool = True
+    workers: int = 1  # processes serving it: the cores it gets when the layout spreads
     env: dict[str, str] = field(default_factory=dict)
     startups: int | None = None  # fresh spawns for the start-up median (None: the default)
     ready_timeout: float = 30.0
@@ -45,10 +52,25 @@ def _deployment(group: str, model: str, base: str, **info: Any) -> dict[str, Any
     return {"model_name": group, "litellm_params": params, "model_info": info}
 
 
-def triage_config(backend: str, ledger: Path, lane: str) -> dict[str, Any]:
-    """Every feature on: classification via `auto`, routes with fallbacks, escalation,
-    metering with savings, metrics (always on) and the SQLite ledger."""
-    return {
+def _auth() -> dict[str, Any]:
+    key = {
+        "id": "bench",
+        "key": f"os.environ/{CLIENT_KEY_ENV}",
+        "rpm": 1_000_000_000,
+        "tpm": 1_000_000_000_000,
+        "budget": {"daily_usd": 1_000_000, "monthly_usd": 10_000_000},
+    }
+    return {"keys": [key]}
+
+
+def triage_config(
+    backend: str, ledger: Path, lane: str, state: Path | None = None
+) -> dict[str, Any]:
+    """Every feature on, as in issue 16: classification via `auto`, latency-based routing,
+    routes with fallbacks, escalation, a client key with rpm, tpm and budgets (reserved and
+    settled on every request), the sensitive-data scan (on by default), metering with savings,
+    metrics (always on) and the SQLite ledger. `state`: the shared SQLite state file."""
+    config: dict[str, Any] = {
         "model_list": [
             _deployment(
                 "local-small",
@@ -69,6 +91,7 @@ def triage_config(backend: str, ledger: Path, lane: str) -> dict[str, Any]:
             _deployment("cloud-large", "hosted_vllm/fake-large", backend, id="fake-cloud-1"),
         ],
         "router_settings": {
+            "routing_strategy": "latency-based-routing",
             "num_retries": 1,
             "fallbacks": [{"local-small": ["cloud-large"]}, {"local-coder": ["cloud-large"]}],
         },
@@ -85,9 +108,14 @@ def triage_config(backend: str, ledger: Path, lane: str) -> dict[str, Any]:
             "savings": {"reference_model": "openai/gpt-4o"},
             "ledger": {"enabled": True, "path": str(ledger)},
             "lane": lane,
+            "sensitive": {"enabled": True},
         },
+        "auth": _auth(),
         "server": {"log_level": "warning"},
     }
+    if state is not None:
+        config["state"] = {"backend": "sqlite", "path": str(state)}
+    return config
 
 
 # LiteLLM's proxy logs every request by default; Triage and (b) do not, so silence it here.
@@ -111,12 +139,20 @@ def _write(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
+def triage_argv() -> list[str]:
+    """`triage` from this interpreter's environment, or the module where only PYTHONPATH has
+    it (the device machine: wheels in a --target folder, no console script)."""
+    script = Path(sys.executable).parent / "triage"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "triage.cli"]
+
+
 def _triage(key: str, label: str, config: Path, port: int, workers: int = 1) -> ServerSpec:
-    argv = [str(Path(sys.executable).parent / "triage"), "serve", "--config", str(config)]
+    argv = [*triage_argv(), "serve", "--config", str(config)]
     argv += ["--port", str(port)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    return ServerSpec(key, label, argv, port, model="auto", pinned=workers == 1)
+    env = {CLIENT_KEY_ENV: CLIENT_KEY}
+    return ServerSpec(key, label, argv, port, model="auto", workers=workers, env=env)
 
 
 def _litellm_proxy(work: Path, backend: str, port: int, binary: Path) -> ServerSpec:
@@ -144,7 +180,14 @@ def build_specs(
 ) -> list[ServerSpec]:
     """Specs in table order; (e) only when `litellm_bin` is given."""
     native = _write(work / "triage-native.yaml", triage_config(backend, work / "c.db", "native"))
-    native2 = _write(work / "triage-w2.yaml", triage_config(backend, work / "c2.db", "native"))
+    shared = work / "state.db"
+    native_sqlite = _write(
+        work / "triage-sqlite.yaml", triage_config(backend, work / "c4.db", "native", shared)
+    )
+    native_sqlite1 = _write(
+        work / "triage-sqlite1.yaml",
+        triage_config(backend, work / "c1s.db", "native", work / "state1.db"),
+    )
     via_litellm = _write(
         work / "triage-litellm.yaml", triage_config(backend, work / "d.db", "litellm")
     )
@@ -165,5 +208,8 @@ def build_specs(
     ]
     if litellm_bin is not None:
         specs.append(_litellm_proxy(work, backend, ports["e"], litellm_bin))
-    specs.append(_triage("c2", "(c) Triage native, --workers 2", native2, ports["c2"], workers=2))
+    specs.append(_triage("c1s", "(c) sqlite state, 1 worker", native_sqlite1, ports["c1s"]))
+    specs.append(
+        _triage("c4", f"(c) sqlite state, {WORKERS} workers", native_sqlite, ports["c4"], WORKERS)
+    )
     return specs

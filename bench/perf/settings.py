@@ -2,7 +2,8 @@
 
 BENCH_QUICK=1    a one-minute smoke (one short round per cell, one start-up per server)
 BENCH_LITELLM=1  also measure LiteLLM's own proxy, installed into bench/.litellm-venv
-BENCH_PIN=0      do not pin servers to core 0 and the load side to core 1
+BENCH_PIN=0      do not pin (default: bench/perf/layout.py spreads servers and the load side
+                 over the cores found; on 2 cores servers share core 0, the load side core 1)
 BENCH_PIN_STUDY=1  only compare pinned with unpinned run-to-run spread, then exit
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SERVER_CPUS = frozenset({0})  # the process being measured
-LOAD_CPUS = frozenset({1})  # load generator, backend fake upstream, this orchestrator
+SERVER_CPUS = frozenset({0})  # BENCH_PIN_STUDY: the process being measured
+LOAD_CPUS = frozenset({1})  # BENCH_PIN_STUDY: load generator, backend fake, this orchestrator
 CONCURRENCY = (1, 16, 64)
 LATENCIES_MS = (0, 50)
 STREAM_CHUNKS = 20  # fake upstream: completion_tokens 20, chunk_tokens 1
@@ -87,8 +88,6 @@ class BenchSettings:
             "seconds_per_round": self.seconds,
             "warmup_seconds": self.warmup,
             "startups": self.startups,
-            "server_cpus": sorted(SERVER_CPUS) if self.pin else None,
-            "load_cpus": sorted(LOAD_CPUS) if self.pin else None,
         }
 
 

@@ -109,8 +109,27 @@ def stop(server: Server, timeout: float = 10.0) -> None:
         server.proc.wait(timeout)
 
 
+def _children_by_ppid() -> dict[int, list[int]]:
+    """Every process's children from /proc/*/stat: for kernels without .../children (gVisor)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            ppid = int(text[text.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    return children
+
+
 def descendants(pid: int) -> list[int]:
-    """`pid` and every live descendant, from /proc/<pid>/task/*/children."""
+    """`pid` and every live descendant, from /proc/<pid>/task/*/children (or the ppid scan)."""
+    if not Path(f"/proc/{pid}/task/{pid}/children").exists():
+        table = _children_by_ppid()
+        found, queue = [], [pid]
+        while queue:
+            current = queue.pop()
+            found.append(current)
+            queue.extend(table.get(current, []))
+        return found
     found, queue = [], [pid]
     while queue:
         current = queue.pop()

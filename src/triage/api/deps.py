@@ -122,6 +122,8 @@ class AppState:
             await self.shared.cache.close()
         if self.shared.tracing is not None:
             self.shared.tracing.close()  # flushes the spans still queued
+        if self.shared.limits is not None:
+            self.shared.limits.close()  # the SQLite file or the store connection
 
 
 class ReloadRefused(BadRequest):

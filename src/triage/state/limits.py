@@ -131,7 +131,8 @@ def decide(ask: Ask, counted: Counted, now: float) -> Refusal | None:
 @dataclass
 class _Key:
     requests: deque[float] = field(default_factory=deque)
-    tokens: deque[list[float]] = field(default_factory=deque)  # [at, tokens]
+    tokens: deque[list[float]] = field(default_factory=deque)  # [at, tokens, 1.0 in window]
+    token_total: int = 0  # the sum over `tokens`, kept as they come, settle and leave (O(1))
     by_id: dict[str, list[float]] = field(default_factory=dict)
     held: dict[str, Reservation] = field(default_factory=dict)
     periods: dict[str, tuple[float, Decimal]] = field(default_factory=dict)
@@ -153,8 +154,9 @@ class MemoryLimits:
             return refusal
         reservation = Reservation(new_id(), ask.key_id, ask.tokens, ask.cost, now)
         entry.requests.append(now)
-        tokens = [now, float(ask.tokens)]
+        tokens = [now, float(ask.tokens), 1.0]
         entry.tokens.append(tokens)
+        entry.token_total += ask.tokens
         entry.by_id[reservation.id] = tokens
         entry.held[reservation.id] = reservation
         return reservation
@@ -165,6 +167,8 @@ class MemoryLimits:
         entry = self._entry(reservation.key_id, now)
         counted = entry.by_id.pop(reservation.id, None)
         if counted is not None:
+            if counted[2]:  # still in the window: the running total follows
+                entry.token_total += tokens - int(counted[1])
             counted[1] = float(tokens)
         entry.held.pop(reservation.id, None)
         for period, _ in PERIODS:
@@ -193,7 +197,9 @@ class MemoryLimits:
         while entry.requests and entry.requests[0] <= now - WINDOW:
             entry.requests.popleft()
         while entry.tokens and entry.tokens[0][0] <= now - WINDOW:
-            entry.tokens.popleft()
+            gone = entry.tokens.popleft()
+            entry.token_total -= int(gone[1])
+            gone[2] = 0.0
         for rid in [r.id for r in entry.held.values() if r.at <= now - self.ttl]:
             del entry.held[rid]  # abandoned: its spend hold lapses
             entry.by_id.pop(rid, None)
@@ -203,7 +209,7 @@ class MemoryLimits:
         return Counted(
             requests=len(entry.requests),
             oldest_request=entry.requests[0] if entry.requests else None,
-            tokens=int(sum(t[1] for t in entry.tokens)),
+            tokens=entry.token_total,
             oldest_tokens=entry.tokens[0][0] if entry.tokens else None,
             spent={p: self._period(key_id, entry, now, p)[1] for p, _ in PERIODS},
             held=sum((r.cost for r in entry.held.values()), ZERO),

@@ -17,12 +17,12 @@ from triage.access.guard import Guard, limited
 from triage.access.reserve import prompt_chars, worst_case
 from triage.access.sensitive import Detector
 from triage.accounting import Accountant, Record, usage_from
-from triage.cache import Lookup, ResponseCache
+from triage.cache import OFF, Lookup, ResponseCache
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.routes import CacheSettings
 from triage.config.schema import Config
-from triage.engine.base import Batch, Call, CallKind, Outcome, Relayed
+from triage.engine.base import Batch, Call, CallKind, Native, Outcome, Relayed
 from triage.engine.runner import CANCELLED, Engine
 from triage.errors import BadRequest, TriageError, error_kind, http_status
 from triage.metering import Usage, format_usd
@@ -51,12 +51,14 @@ class Meta:
     request_id: str
     forced_task: str | None = None
     authorization: str | None = None
+    prefer: str | None = None  # a deployment to use first while healthy (RoutePlan.prefer)
 
 
 @dataclass
 class Answer:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    native: dict[str, Any] | None = None  # the answer in the call's native format, if sent so
 
 
 @dataclass
@@ -65,6 +67,7 @@ class StreamAnswer:
 
     chunks: AsyncIterator[Relayed]
     headers: dict[str, str] = field(default_factory=dict)
+    native: bool = False  # the batches hold native frames (engine.base.Batch.native)
 
 
 class Service:
@@ -155,12 +158,20 @@ class Service:
         return plan if allowed is None else restrict(plan, allowed)
 
     async def decide(
-        self, kind: CallKind, request: Request, meta: Meta, key: KeySpec | None
+        self,
+        kind: CallKind,
+        request: Request,
+        meta: Meta,
+        key: KeySpec | None,
+        native: Native | None = None,
     ) -> tuple[RoutePlan, dict[str, Any]]:
-        """The plan and the body that would go upstream, sensitive routing applied."""
+        """The plan and the body that would go upstream, sensitive routing applied (a native
+        body is scanned too: it may go upstream instead)."""
         plan = self.route(request, meta, key)
+        if meta.prefer is not None:
+            plan = replace(plan, prefer=meta.prefer)
         body = forwarded(request, FIELDS[kind])
-        found = await self._sensitive(body)
+        found = await self._sensitive(body if native is None else {**body, "": native.body})
         if found:
             plan = replace(plan, local_only=True, sensitive=found)
         elif key is not None and key.data_policy == "local_only":
@@ -168,13 +179,13 @@ class Service:
         return plan, body
 
     async def admit(
-        self, kind: CallKind, request: Request, meta: Meta
+        self, kind: CallKind, request: Request, meta: Meta, native: Native | None = None
     ) -> tuple[RoutePlan, KeySpec | None, dict[str, Any], Reservation | None]:
         """Authenticate, cap, plan, authorize, scan, and reserve the worst case against the
         key's limits: all before any upstream call."""
         key = self.guard.authenticate(meta.authorization)
         _check_caps(self.config, request)
-        plan, body = await self.decide(kind, request, meta, key)
+        plan, body = await self.decide(kind, request, meta, key, native)
         reservation = None
         if limited(key):
             assert key is not None
@@ -198,17 +209,20 @@ class Service:
             self.metrics.sensitive.labels(finding.detector).inc()
         return tuple(f.detector for f in findings)
 
-    async def handle(self, kind: CallKind, request: Request, meta: Meta) -> Answer | StreamAnswer:
+    async def handle(
+        self, kind: CallKind, request: Request, meta: Meta, native: Native | None = None
+    ) -> Answer | StreamAnswer:
+        """`native`: the client's own body, for deployments that speak its format natively."""
         started = self.clock()
         try:
-            plan, key, body, reservation = await self.admit(kind, request, meta)
+            plan, key, body, reservation = await self.admit(kind, request, meta, native)
         except TriageError as err:
             # Refused before routing (401/403/404/429): counted, never sent upstream.
             self.metrics.requests.labels(kind, "none", "none", "", "", str(http_status(err))).inc()
             self.metrics.errors.labels(kind, "", "", error_kind(err)).inc()
             raise
         stream = bool(_field(request, "stream"))
-        call = Call(kind, body, stream, prompt_chars(request))
+        call = Call(kind, body, stream, prompt_chars(request), native)
         record = Record(
             endpoint=kind,
             request_id=meta.request_id,
@@ -224,7 +238,8 @@ class Service:
         )
         self.metrics.in_flight.inc()
         telemetry.begin(self.tracing, kind, request.model, record)
-        lookup = await self.cache.lookup(kind, plan, key, body, stream)
+        # A native answer is not in the chat form the cache keeps and replays.
+        lookup = OFF if native else await self.cache.lookup(kind, plan, key, body, stream)
         if lookup.hit is not None:
             return await self._cached(lookup, plan, record, request)
         if stream:
@@ -248,7 +263,7 @@ class Service:
             record.content = {"prompt": _text_of(request), "completion": _reply_text(body)}
         await self._finish(record, 200)
         await self.cache.store(lookup, body, record)
-        return Answer(body, self._headers(plan, record) | lookup.headers)
+        return Answer(body, self._headers(plan, record) | lookup.headers, reply.native)
 
     async def _cached(
         self, lookup: Lookup, plan: RoutePlan, record: Record, request: Request
@@ -283,7 +298,8 @@ class Service:
         chunks = self._relay(
             start.first, start.rest, start.outcome, record, wants_usage, call.prompt_chars // 4
         )
-        return StreamAnswer(chunks, self._headers(plan, record))
+        native = start.first.native is not None
+        return StreamAnswer(chunks, self._headers(plan, record), native)
 
     async def _relay(
         self,
@@ -301,7 +317,7 @@ class Service:
             batch: Batch | None = first
             out = Relayed()
             while batch is not None:
-                out, failure = convert(normalizer, batch, tally)
+                out, failure = _converted(normalizer, batch, tally)
                 if failure is not None:
                     if out:
                         yield out  # what came before the bad chunk still goes out
@@ -312,7 +328,7 @@ class Service:
                     yield out
                 out = Relayed()
                 batch = await anext(iterator, None)
-            if wants_usage and not normalizer.usage_sent:
+            if wants_usage and not normalizer.usage_sent and first.native is None:
                 # The backend ignored stream_options.include_usage: Triage counts instead.
                 counted = counted_usage(prompt_tokens, tally.produced)
                 out.append(normalizer.usage_chunk(tally.usage or counted))
@@ -367,6 +383,15 @@ class Service:
         if not record.stream:
             headers["x-triage-cost-usd"] = format_usd(record.cost)
         return headers
+
+
+def _converted(
+    normalizer: StreamNormalizer, batch: Batch, tally: Tally
+) -> tuple[Relayed, TriageError | None]:
+    """What goes out for a batch: a native lane's own frames (its chunks only count), or the
+    converted chunks."""
+    out, failure = convert(normalizer, batch, tally)
+    return (out if batch.native is None else Relayed(batch.native)), failure
 
 
 def _field(request: Request, name: str) -> Any:

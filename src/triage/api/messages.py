@@ -36,6 +36,8 @@ from triage.api.token_count import TokenCounter
 from triage.config.auth import KeySpec
 from triage.config.group_alias import resolve_model
 from triage.config.schema import Config
+from triage.engine.anthropic_wire import HEADERS
+from triage.engine.base import Native
 from triage.errors import NotFound, TriageError
 from triage.policy import is_alias
 from triage.protocol import ChatCompletionRequest
@@ -84,7 +86,8 @@ async def create_message(request: Request) -> Response:
     group = await _sticky(app).find(keys) if keys else None
     stuck = _usable(app.config, model, key, group)
     chat = _chat_request(body, group if stuck and group else model)
-    answer = await unless_gone(request, app.service.handle("chat", chat, request_meta))
+    native = _native(body, request)
+    answer = await unless_gone(request, app.service.handle("chat", chat, request_meta, native))
     if answer is None:
         return gone()
     route = answer.headers.get("x-triage-route")
@@ -96,8 +99,18 @@ async def create_message(request: Request) -> Response:
     draft = Draft(body)
     if isinstance(answer, StreamAnswer):
         events = MessageEvents(draft, request_meta.request_id)
-        return EventStream(_frames(answer, events), {**headers, "cache-control": "no-cache"})
+        frames = _native_frames(answer, events) if answer.native else _frames(answer, events)
+        return EventStream(frames, {**headers, "cache-control": "no-cache"})
+    if answer.native is not None:  # an Anthropic deployment's own answer, untranslated
+        return FastJSONResponse(answer.native, headers=headers)
     return FastJSONResponse(from_chat(draft, answer.body), headers=headers)
+
+
+def _native(body: MessagesRequest, request: Request) -> Native:
+    """The client's own body, for deployments that speak Messages natively (engine/
+    anthropic_lane.py): its prompt caching and thinking signatures survive there."""
+    headers = {name: request.headers[name] for name in HEADERS if name in request.headers}
+    return Native("anthropic", body.model_dump(exclude_unset=True), headers)
 
 
 def _conversation_keys(body: MessagesRequest, key: KeySpec | None, model: str) -> list[str]:
@@ -140,6 +153,21 @@ async def _frames(answer: StreamAnswer, events: MessageEvents) -> AsyncGenerator
             yield _encode(events.fail(err))
             return
         yield _encode(events.finish())
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _native_frames(
+    answer: StreamAnswer, events: MessageEvents
+) -> AsyncGenerator[bytes, None]:
+    """An Anthropic deployment's own events, as they came; a failure is an `error` event."""
+    chunks = answer.chunks
+    try:
+        try:
+            async for batch in chunks:
+                yield b"".join(item for item in batch if isinstance(item, bytes))
+        except TriageError as err:
+            yield _encode(events.fail(err))
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 

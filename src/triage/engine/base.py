@@ -28,7 +28,7 @@ class Batch:
     `last` says the upstream ended the stream in the same read, so nothing follows.
     """
 
-    __slots__ = ("_chunks", "_decode", "last", "raw")
+    __slots__ = ("_chunks", "_decode", "last", "native", "raw")
 
     def __init__(
         self,
@@ -37,11 +37,15 @@ class Batch:
         *,
         last: bool = False,
         decode: Callable[[bytes], Chunk] | None = None,
+        native: list[bytes] | None = None,
     ) -> None:
         self._chunks = chunks
         self.raw = raw
         self.last = last
         self._decode = decode
+        # A native lane's frames, exactly as the client's wire format wants them: relayed
+        # instead of the chunks, which then serve only for accounting.
+        self.native = native
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -63,6 +67,17 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Native:
+    """The client's own body in a wire format some deployments speak natively, for a lane that
+    sends it as it is where the chat form would lose features (Anthropic's prompt caching and
+    thinking signatures); `headers` are that format's allow-listed request headers."""
+
+    format: Literal["anthropic"]
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Call:
     """One request as it will be sent upstream (allow-listed fields only, no `model`)."""
 
@@ -70,6 +85,7 @@ class Call:
     body: dict[str, Any]
     stream: bool = False
     prompt_chars: int = 0
+    native: Native | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +97,12 @@ class Timeouts:
 
 @dataclass
 class Reply:
-    """A whole (non-stream) upstream answer, already in OpenAI shape."""
+    """A whole (non-stream) upstream answer, already in OpenAI shape; `native`, from a lane
+    that sent the call natively, is the answer in the client's own wire format."""
 
     body: dict[str, Any]
     compute_seconds: float | None = None
+    native: dict[str, Any] | None = None
 
 
 class Relayed(list[Chunk | bytes]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from triage.config.schema import Config, Deployment
+from triage.engine.anthropic_lane import AnthropicLane
 from triage.engine.base import Transport
 from triage.engine.litellm_engine import HttpClient, LiteLLMLane
 from triage.engine.native import NativeLane
@@ -42,13 +43,20 @@ class Lanes:
         self.force = force
         self.litellm = LiteLLMLane(config, http_client=http_client)
         self.native = NativeLane(config.server)
+        # Anthropic deployments: Messages calls natively, the rest through litellm.
+        self.anthropic = AnthropicLane(self.litellm, config.server)
 
     def for_deployment(self, deployment: Deployment) -> Transport:
         name = self.force or lane_name(self.config, deployment)
-        return self.native if name == "native" else self.litellm
+        if name == "native":
+            return self.native
+        if deployment.litellm_params.provider == "anthropic":
+            return self.anthropic
+        return self.litellm
 
     async def close(self) -> None:
         try:
             await self.native.close()
+            await self.anthropic.close()
         finally:
             await self.litellm.close()

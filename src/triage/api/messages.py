@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncGenerator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from triage.api import messages_sse as sse
 from triage.api.deps import AppState, meta, parse, state
 from triage.api.disconnect import gone, unless_gone
 from triage.api.errors import validation_error
@@ -38,7 +38,7 @@ from triage.config.group_alias import resolve_model
 from triage.config.schema import Config
 from triage.engine.anthropic_wire import HEADERS
 from triage.engine.base import Native
-from triage.errors import NotFound, TriageError
+from triage.errors import NotFound
 from triage.policy import is_alias
 from triage.protocol import ChatCompletionRequest
 from triage.protocols.anthropic import (
@@ -48,9 +48,8 @@ from triage.protocols.anthropic import (
     to_chat,
 )
 from triage.protocols.anthropic_output import Draft, from_chat
-from triage.protocols.anthropic_stream import Event, MessageEvents
-from triage.service import Meta, StreamAnswer
-from triage.wire import dumps, loads
+from triage.protocols.anthropic_stream import MessageEvents
+from triage.service import Answer, Meta, StreamAnswer
 
 STICKY = "sticky_routes"  # shared with the Responses API (api/responses.py)
 COUNTER = "token_counter"
@@ -86,24 +85,67 @@ async def create_message(request: Request) -> Response:
     group = await _sticky(app).find(keys) if keys else None
     stuck = _usable(app.config, model, key, group)
     chat = _chat_request(body, group if stuck and group else model)
-    native = _native(body, request)
-    answer = await unless_gone(request, app.service.handle("chat", chat, request_meta, native))
-    if answer is None:
+    turn = _Turn(app, body, model, keys, stuck, request_meta.request_id)
+    work = app.service.handle("chat", chat, request_meta, _native(body, request))
+    if not body.stream:
+        answer = await unless_gone(request, work)
+        return gone() if answer is None else await turn.respond(answer)
+    task = asyncio.create_task(work)
+    waited = await unless_gone(request, asyncio.wait({task}, timeout=turn.every))
+    if waited is None:  # the client went away
+        task.cancel()
+        await asyncio.wait({task})
         return gone()
-    route = answer.headers.get("x-triage-route")
-    if keys and route is not None and _usable(app.config, model, None, route):
-        await _sticky(app).remember(keys, route)
-    headers = {**answer.headers, "request-id": request_meta.request_id}
-    if keys:
-        headers["x-triage-sticky"] = "hit" if stuck else "new"
-    draft = Draft(body)
-    if isinstance(answer, StreamAnswer):
-        events = MessageEvents(draft, request_meta.request_id)
-        frames = _native_frames(answer, events) if answer.native else _frames(answer, events)
-        return EventStream(frames, {**headers, "cache-control": "no-cache"})
-    if answer.native is not None:  # an Anthropic deployment's own answer, untranslated
-        return FastJSONResponse(answer.native, headers=headers)
-    return FastJSONResponse(from_chat(draft, answer.body), headers=headers)
+    if task.done():
+        return await turn.respond(task.result())
+    headers = {"request-id": turn.request_id, "cache-control": "no-cache"}
+    return EventStream(sse.late(task, turn.every, turn.request_id, turn.settled_frames), headers)
+
+
+@dataclass
+class _Turn:
+    """One Messages request, from its answer on."""
+
+    app: AppState
+    body: MessagesRequest
+    model: str
+    keys: list[str]
+    stuck: bool
+    request_id: str
+
+    @property
+    def every(self) -> float:
+        return self.app.config.server.sse_ping_interval
+
+    async def respond(self, answer: Answer | StreamAnswer) -> Response:
+        headers = await self.settle(answer)
+        if isinstance(answer, StreamAnswer):
+            frames = await self.frames(answer)
+            return EventStream(frames, {**headers, "cache-control": "no-cache"})
+        if answer.native is not None:  # an Anthropic deployment's own answer, untranslated
+            return FastJSONResponse(answer.native, headers=headers)
+        return FastJSONResponse(from_chat(Draft(self.body), answer.body), headers=headers)
+
+    async def settle(self, answer: Answer | StreamAnswer) -> dict[str, str]:
+        """Remember where the conversation went; the response's headers."""
+        keys, config = self.keys, self.app.config
+        route = answer.headers.get("x-triage-route")
+        if keys and route is not None and _usable(config, self.model, None, route):
+            await _sticky(self.app).remember(keys, route)
+        headers = {**answer.headers, "request-id": self.request_id}
+        if keys:
+            headers["x-triage-sticky"] = "hit" if self.stuck else "new"
+        return headers
+
+    async def settled_frames(self, answer: StreamAnswer) -> sse.Frames:
+        """For a stream that started before its answer: its headers are gone already."""
+        await self.settle(answer)
+        return await self.frames(answer)
+
+    async def frames(self, answer: StreamAnswer) -> sse.Frames:
+        events = MessageEvents(Draft(self.body), self.request_id)
+        relay = sse.native if answer.native else sse.translated
+        return relay(answer, events, self.every)
 
 
 def _native(body: MessagesRequest, request: Request) -> Native:
@@ -135,48 +177,6 @@ def _chat_request(body: MessagesRequest, model: str) -> ChatCompletionRequest:
         return ChatCompletionRequest.model_validate(to_chat(body, model))
     except ValidationError as exc:
         raise validation_error(exc) from None
-
-
-async def _frames(answer: StreamAnswer, events: MessageEvents) -> AsyncGenerator[bytes, None]:
-    """The chat stream as Messages events; a failure after the start is an `error` event."""
-    chunks = answer.chunks
-    try:
-        yield _encode(events.start())
-        try:
-            async for batch in chunks:
-                out: list[Event] = []
-                for chunk in batch:
-                    out += events.feed(chunk if isinstance(chunk, dict) else loads(chunk))
-                if out:
-                    yield _encode(out)
-        except TriageError as err:
-            yield _encode(events.fail(err))
-            return
-        yield _encode(events.finish())
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-
-
-async def _native_frames(
-    answer: StreamAnswer, events: MessageEvents
-) -> AsyncGenerator[bytes, None]:
-    """An Anthropic deployment's own events, as they came; a failure is an `error` event."""
-    chunks = answer.chunks
-    try:
-        try:
-            async for batch in chunks:
-                yield b"".join(item for item in batch if isinstance(item, bytes))
-        except TriageError as err:
-            yield _encode(events.fail(err))
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-
-
-def _encode(events: list[Event]) -> bytes:
-    return b"".join(
-        b"event: " + event["type"].encode() + b"\ndata: " + dumps(event) + b"\n\n"
-        for event in events
-    )
 
 
 async def count_tokens(request: Request) -> Response:

@@ -194,6 +194,8 @@ class ServerSettings(BaseModel):
     drain_delay: Annotated[float, Field(ge=0)] = 0.0
     max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
     max_sse_line_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # Seconds without anything to send after which a Messages stream sends a `ping` event.
+    sse_ping_interval: PositiveFloat = 10.0
 
 
 class StateSettings(BaseModel):

@@ -26,6 +26,7 @@ SECRET = "sk-ant-deployment-secret"
 IN_PRICE, OUT_PRICE = Decimal("0.000003"), Decimal("0.000015")
 SIGNED: Any = {"type": "thinking", "thinking": "The user wants a count.", "signature": "EqQBsig=="}
 CACHED: Any = {"type": "ephemeral", "ttl": "5m"}
+CARD = "4111 1111 1111 1111"  # a test card number: the sensitive scan pins it local
 
 
 def _config(fake: FakeUpstreamThread, tmp_path: Path) -> Any:
@@ -228,3 +229,36 @@ def test_other_groups_still_get_the_chat_translation(
     assert message.model == "local" and not _sent(fake)
     (chat,) = [r.json for r in fake.requests() if r.path.endswith("/chat/completions")]
     assert "cache_control" not in json.dumps(chat) and "signature" not in json.dumps(chat)
+
+
+def test_sensitive_data_only_in_a_native_field_keeps_the_request_off_anthropic(
+    gateway: str, fake: FakeUpstreamThread
+) -> None:
+    """A thinking block never reaches a chat backend, but it does reach Anthropic: the
+    sensitive scan covers the native body too."""
+    body = _body()
+    body["messages"][1]["content"][0] = {**SIGNED, "thinking": f"The card is {CARD}."}
+    response = httpx.post(gateway + "/v1/messages", json=body, timeout=10)
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_error"
+    assert not _sent(fake)
+
+
+def test_a_native_stream_that_fails_midway_ends_with_an_error_event(
+    gateway: str, fake: FakeUpstreamThread
+) -> None:
+    fake.configure(tokens_per_second=20, completion_tokens=8)
+    fake.add_fault(kind="stream_error", after_chunks=5)
+    body = {"model": "claude", "max_tokens": 64, "stream": True, "messages": [_user_turn()]}
+    response = httpx.post(gateway + "/v1/messages", json=body, timeout=10)
+    assert response.status_code == 200
+    events = _events(response.text)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "message_start" and "content_block_delta" in kinds
+    assert kinds[-1] == "error" and "message_stop" not in kinds
+    assert events[-1]["error"]["type"] == "overloaded_error", events[-1]
+    assert SECRET not in response.text
+
+
+def _user_turn() -> dict[str, Any]:
+    return {"role": "user", "content": "count"}

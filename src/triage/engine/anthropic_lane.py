@@ -30,12 +30,12 @@ from triage.engine.anthropic_wire import (
     native_body,
 )
 from triage.engine.base import Batch, Call, Reply, Timeouts, Transport
-from triage.engine.native import NETWORK_ERRORS, _decode, _new_session, _read_bounded
+from triage.engine.native import NETWORK_ERRORS, _new_session, _read_bounded
 from triage.engine.native_errors import ErrorInfo, network_error, read_error_body, status_error
 from triage.engine.sse import LineTooLong, SSEDecoder
 from triage.errors import TriageError, UpstreamConnectionError, UpstreamError, UpstreamTooLarge
 from triage.telemetry import attempt
-from triage.wire import dumps
+from triage.wire import dumps, loads
 
 ANTHROPIC_BASE = "https://api.anthropic.com"
 _CALL_ERRORS = (*NETWORK_ERRORS, ValueError)
@@ -73,9 +73,7 @@ class AnthropicLane:
             raise network_error(exc, deployment, timeouts.connect) from None
         finally:
             response.close()
-        message = _decode(raw, deployment, secret, "answer")
-        if message.get("type") == "error":
-            raise _event_error(deployment, message, secret)
+        message = _document(raw, deployment, secret, "answer")
         return Reply(body=chat_reply(message), native=message)
 
     async def open_stream(
@@ -89,9 +87,7 @@ class AnthropicLane:
                 raw = await read_error_body(response)
             finally:
                 response.close()
-            document = _decode(raw, deployment, secret, "answer")
-            if document.get("type") == "error":
-                raise _event_error(deployment, document, secret)
+            _document(raw, deployment, secret, "answer")
             raise UpstreamError(f"deployment `{deployment.id}` did not stream its answer")
         return AnthropicStream(response, deployment, secret, self._max_line)
 
@@ -155,6 +151,21 @@ def _headers(
     return headers
 
 
+def _document(
+    raw: bytes, deployment: Deployment, secret: str | None, what: str
+) -> dict[str, object]:
+    """A JSON object from the deployment; an Anthropic error document raises its error."""
+    try:
+        document = loads(raw)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise UpstreamError(f"deployment `{deployment.id}` sent a malformed {what}")
+    if document.get("type") == "error" or "error" in document:
+        raise _event_error(deployment, document, secret)
+    return document
+
+
 def _event_error(
     deployment: Deployment, document: dict[str, object], secret: str | None
 ) -> TriageError:
@@ -201,10 +212,7 @@ class AnthropicStream:
                 return Batch([chunk], last=self._tally.finished, native=frames)
 
     def _event(self, data: bytes) -> tuple[dict[str, object], bytes]:
-        event = _decode(data, self._deployment, self._secret, "stream event")
-        if event.get("type") == "error":
-            raise _event_error(self._deployment, event, self._secret)
-        return event, data
+        return _document(data, self._deployment, self._secret, "stream event"), data
 
     def _cut(self) -> UpstreamConnectionError:
         return UpstreamConnectionError(

@@ -262,3 +262,38 @@ def test_a_native_stream_that_fails_midway_ends_with_an_error_event(
 
 def _user_turn() -> dict[str, Any]:
     return {"role": "user", "content": "count"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_fallback_from_anthropic_to_a_chat_backend_is_translated(
+    fake: FakeUpstreamThread, stream: bool
+) -> None:
+    """The lane is chosen per attempt: the native body goes to Anthropic, and when that fails
+    the same request falls back to a chat deployment and comes back translated."""
+    config = config_from(
+        {
+            "model_list": [
+                deployment("claude", "anthropic/claude-sonnet-4-5", fake.url),
+                deployment("local", "hosted_vllm/tiny", fake.url + "/v1"),
+            ],
+            "router_settings": {"num_retries": 0, "fallbacks": [{"claude": ["local"]}]},
+            "triage": {"ledger": {"enabled": False}},
+        }
+    )
+    fake.add_fault(kind="status", status=500)
+    body = {**_body(), "stream": stream}
+    body.pop("tools")
+    with serve(create_app(config)) as url:
+        response = httpx.post(url + "/v1/messages", json=body, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["x-triage-route"] == "local"
+    assert response.headers["x-triage-fallbacks"] == "1"
+    assert len(_sent(fake)) == 1  # the failed native attempt
+    (chat,) = [r.json for r in fake.requests() if r.path.endswith("/chat/completions")]
+    assert "signature" not in json.dumps(chat)
+    if stream:
+        events = _events(response.text)
+        assert [e["type"] for e in events][:2] == ["message_start", "ping"]  # Triage's own
+        assert events[0]["message"]["model"] == "claude"
+    else:
+        assert response.json()["model"] == "claude"  # the name the client sent

@@ -2,7 +2,10 @@
 and `HEAD /` / `GET /` (Claude Code checks the base URL answers before it starts).
 
 A Messages request is translated to a chat request (protocols/anthropic.py) and handed to the
-same pipeline as `/v1/chat/completions`; its answer or stream is translated back. The requested
+same pipeline as `/v1/chat/completions`; its answer or stream is translated back. The client's
+own body rides along (`Native`): a deployment whose provider is Anthropic receives it as it was
+(engine/anthropic_lane.py), and its answer or events come back untranslated. Streams send
+`ping` events while they wait (messages_sse.py). The requested
 model name goes through `router_settings.model_group_alias` first (Claude Code sends Claude
 model names). The client key arrives as `x-api-key` (the anthropic SDK, `ANTHROPIC_API_KEY`) or
 as `Authorization: Bearer` (`ANTHROPIC_AUTH_TOKEN`); `anthropic-version`, `anthropic-beta` and

@@ -11,8 +11,10 @@ limits, the sensitive scan, retries, metering) applies unchanged. The mapping:
   joined, `is_error` said in words; images inside a tool result follow as a user message;
 - assistant `text` / `tool_use` blocks -> content and `tool_calls` (ids kept, `input` as JSON);
 - `thinking` / `redacted_thinking` blocks the client passes back are dropped: a chat backend has
-  no field that takes them (and their signatures only mean something to Anthropic);
-- `cache_control` is dropped (a chat backend caches prefixes on its own);
+  no field that takes them (and their signatures only mean something to Anthropic, whose
+  deployments get the client's own body instead: engine/anthropic_lane.py);
+- `cache_control` is dropped (a chat backend caches prefixes on its own; Anthropic deployments
+  get it natively);
 - `tools` -> function tools; `tool_choice` auto/any/tool/none -> auto/required/function/none,
   `disable_parallel_tool_use` -> `parallel_tool_calls: false`; server tools (web search, bash,
   text editor, code execution...) and `document` blocks other than plain text are a 400 that

@@ -31,6 +31,9 @@ class RoutePlan:
     route_name: str = ""
     local_only: bool = False
     sensitive: tuple[str, ...] = ()
+    # A deployment to use first while it is healthy, in whichever group of the plan holds it
+    # (a sticky conversation's, so the backend's prefix cache is reused).
+    prefer: str | None = None
 
 
 def is_alias(config: Config, model: str) -> bool:

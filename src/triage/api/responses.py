@@ -10,6 +10,7 @@ them: another key gets a 404, as for a response that does not exist.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from triage.api.disconnect import gone, unless_gone
 from triage.api.errors import validation_error
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream
-from triage.api.sticky import Pins, conversation_keys, sticky_routes, usable
+from triage.api.sticky import Pin, Pins, conversation_keys, sticky_routes, usable
 from triage.config.schema import Config
 from triage.errors import BadRequest, NotFound, TriageError
 from triage.metrics import Metrics
@@ -81,11 +82,14 @@ async def create_response(request: Request) -> Response:
     request_meta = meta(request)
     key = app.service.guard.authenticate(request_meta.authorization)
     owner = key.id if key is not None else ""
-    prior, previous_route = await _prior(app, body, owner)
+    prior, previous_pin = await _prior(app, body, owner)
     keys = conversation_keys(body, owner)
-    group = previous_route or await _sticky(app).find(keys)
-    stuck = usable(app.config, body, key, group)
-    chat = _chat_request(body, prior, group if stuck else None)
+    pin = Pin.decode(previous_pin or await _sticky(app).find(keys))
+    stuck = pin is not None and usable(app.config, body, key, pin.group)
+    chat = _chat_request(body, prior, pin.group if pin and stuck else None)
+    # The deployment that served the conversation goes first while it is healthy (only in
+    # the group that holds it: a turn sent elsewhere picks as ever).
+    request_meta = replace(request_meta, prefer=pin.deployment if pin else None)
     draft = Draft(
         body,
         created_at=int(app.shared.wall_clock()),
@@ -94,11 +98,12 @@ async def create_response(request: Request) -> Response:
     answer = await unless_gone(request, app.service.handle("chat", chat, request_meta))
     if answer is None:
         return gone()
-    route = answer.headers.get("x-triage-route")
-    if route is not None and usable(app.config, body, None, route):
-        await _sticky(app).remember(keys, route)
-    headers = {**answer.headers, "x-triage-sticky": "hit" if stuck else "new"}
-    save = _saver(app, draft, owner, route)
+    served = _served(answer.headers)
+    if served is not None:
+        await _sticky(app).remember(keys, served.encode())
+    hit = stuck or (pin is not None and pin.group == body.model)  # a named group's deployment
+    headers = {**answer.headers, "x-triage-sticky": "hit" if hit else "new"}
+    save = _saver(app, draft, owner, served.encode() if served else None)
     if isinstance(answer, StreamAnswer):
         frames = _frames(answer, ResponseEvents(draft), save)
         return EventStream(frames, {**headers, "cache-control": "no-cache"})
@@ -107,11 +112,17 @@ async def create_response(request: Request) -> Response:
     return FastJSONResponse(result, headers=headers)
 
 
+def _served(headers: dict[str, str]) -> Pin | None:
+    """Where the turn was answered: what the conversation's later turns stick to."""
+    route = headers.get("x-triage-route")
+    return None if route is None else Pin(route, headers.get("x-triage-deployment"))
+
+
 async def _prior(
     app: AppState, body: ResponsesRequest, owner: str
 ) -> tuple[list[Item], str | None]:
-    """The stored conversation `previous_response_id` continues, and the group that answered
-    its last turn."""
+    """The stored conversation `previous_response_id` continues, and the pin (`Pin.encode`)
+    of its last turn."""
     previous = body.previous_response_id
     if previous is None:
         return [], None

@@ -1,14 +1,16 @@
 """Sticky conversations: an agent loop must not change model mid-task.
 
 Once a conversation sent to an alias (`auto`) is routed, its later turns go to the same model
-group, so the backend's prefix cache is reused and the agent keeps one model. A later turn is
-recognised by its `previous_response_id` chain (the stored response keeps the group that
+group, and to the same deployment while that deployment is healthy (RoutePlan.prefer), so the
+backend's prefix cache is reused and the agent keeps one model; a conversation sent to a named
+group keeps its deployment the same way. A later turn is recognised by its
+`previous_response_id` chain (the stored response keeps the group and deployment that
 answered), by its `prompt_cache_key`, or by a hash of its opening items (instructions and first
 input item), which agents that resend the whole conversation each turn repeat unchanged.
-Failover still moves a turn when the group fails (the runner's fallbacks apply as ever); the
-group it lands on is what later turns stick to. The key -> group map is per process and
-bounded, or shared by the replicas on the state store (`state.backend: redis`); the chain's
-group is stored with the response.
+Failover still moves a turn when its deployment or group fails (the runner's retries and
+fallbacks apply as ever); the group and deployment it lands on are what later turns stick to.
+The key -> pin map is per process and bounded, or shared by the replicas on the state store
+(`state.backend: redis`); the chain's pin is stored with the response.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Protocol
 
 from triage.config.auth import KeySpec
@@ -24,8 +27,33 @@ from triage.metrics import Metrics
 from triage.policy import is_alias
 from triage.protocols.responses import ResponsesRequest, input_items
 
+SEPARATOR = "\x1f"  # between group and deployment in a stored pin (neither name holds it)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a conversation sticks to: the group that answered its last turn and the deployment
+    that served it. Kept as one string (`encode`) in the pins and with the stored response; a
+    plain group name (written before deployments were pinned) decodes with no deployment."""
+
+    group: str
+    deployment: str | None = None
+
+    def encode(self) -> str:
+        return self.group if not self.deployment else self.group + SEPARATOR + self.deployment
+
+    @classmethod
+    def decode(cls, value: str | None) -> Pin | None:
+        if not value:
+            return None
+        group, _, deployment = value.partition(SEPARATOR)
+        return cls(group, deployment or None)
+
 
 class Pins(Protocol):
+    """Conversation key -> pin; the Responses API stores `Pin.encode` values, the Messages
+    API plain group names."""
+
     async def find(self, keys: list[str]) -> str | None: ...
     async def remember(self, keys: list[str], group: str) -> None: ...
 
@@ -49,7 +77,8 @@ def sticky_routes(config: Config, metrics: Metrics | None = None) -> Pins:
 
 
 class StickyRoutes:
-    """Conversation key -> model group, least recently used first out."""
+    """Conversation key -> pin (`Pin.encode`: group and deployment), least recently used
+    first out."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity

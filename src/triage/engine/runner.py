@@ -267,6 +267,7 @@ class Engine:
             now=now,
             stream=run.call.stream,
             avoid=avoid,
+            prefer=run.plan.prefer,
         )
         if deployment is None:
             wait = min(self.store.cooldown_remaining(d.id, now) for d in deployments)

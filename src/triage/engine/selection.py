@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 
 from triage.config.schema import Deployment
-from triage.state import Store
+from triage.state import DeploymentState, Store
 
 WARMUP = 3
 EXPLORE_EVERY = 10
@@ -68,9 +68,18 @@ def choose(
     now: float,
     stream: bool,
     avoid: set[str],
+    prefer: str | None = None,
 ) -> Deployment | None:
-    """The best deployment that can take a request now, preferring ones not in `avoid`."""
+    """The best deployment that can take a request now, preferring ones not in `avoid`;
+    `prefer` first, whatever the strategy, while it is healthy and not in `avoid`."""
     fresh = [d for d in deployments if d.id not in avoid]
+    preferred = next((d for d in fresh if d.id == prefer), None)
+    if (
+        preferred is not None
+        and store.state(preferred.id, now) is DeploymentState.HEALTHY
+        and store.acquire(preferred.id, now)
+    ):
+        return preferred
     for pool in (fresh, [d for d in deployments if d.id in avoid]):
         for deployment in rank(pool, store, strategy, rng, stream=stream):
             if store.acquire(deployment.id, now):

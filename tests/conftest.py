@@ -10,9 +10,16 @@ from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from tests.redis_server import ValkeyServer  # noqa: E402
 from triage.fakeupstream import FakeUpstreamThread  # noqa: E402
+
+# Under CI the property and fuzz tests replay the same examples every run, so a red run always
+# means a regression; locally they keep exploring new ones (and a failure prints its seed).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture

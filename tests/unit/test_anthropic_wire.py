@@ -15,6 +15,7 @@ from triage.engine.anthropic_wire import (
     native_body,
 )
 from triage.engine.base import Call, Native
+from triage.engine.lanes import Lanes
 
 
 @pytest.mark.parametrize(
@@ -113,3 +114,25 @@ def test_stream_tally_meters_input_at_start_and_output_at_the_end() -> None:
     )
     assert end["usage"] == {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
     assert tally.finished
+
+
+def test_anthropic_deployments_take_the_native_lane_unless_pinned_to_litellm() -> None:
+    config = config_from(
+        {
+            "model_list": [
+                deployment("a", "anthropic/claude-x", "http://h"),
+                deployment("b", "anthropic/claude-x", "http://h", lane="litellm"),
+                deployment("c", "hosted_vllm/tiny", "http://h/v1"),
+            ]
+        }
+    )
+    auto, pinned, vllm = config.model_list
+    lanes = Lanes(config)
+    assert lanes.for_deployment(auto) is lanes.anthropic
+    assert lanes.for_deployment(pinned) is lanes.litellm
+    assert lanes.for_deployment(vllm) is lanes.native
+    forced = Lanes(config, force="litellm")
+    assert forced.for_deployment(auto) is forced.litellm
+    everything = config_from({**config.model_dump(mode="json"), "triage": {"lane": "litellm"}})
+    all_litellm = Lanes(everything)
+    assert all_litellm.for_deployment(everything.model_list[0]) is all_litellm.litellm

@@ -29,6 +29,16 @@ def lane_name(config: Config, deployment: Deployment) -> LaneName:
     return "native"
 
 
+def _anthropic_native(config: Config, deployment: Deployment) -> bool:
+    """Anthropic deployments take Messages calls natively unless pinned to litellm (by their
+    own `model_info.lane` or by `triage.lane`)."""
+    return (
+        deployment.litellm_params.provider == "anthropic"
+        and deployment.model_info.lane == "auto"
+        and config.triage.lane != "litellm"
+    )
+
+
 class Lanes:
     """Both lanes, built once per app; `force` pins every deployment to one lane (tests)."""
 
@@ -50,7 +60,7 @@ class Lanes:
         name = self.force or lane_name(self.config, deployment)
         if name == "native":
             return self.native
-        if deployment.litellm_params.provider == "anthropic":
+        if self.force is None and _anthropic_native(self.config, deployment):
             return self.anthropic
         return self.litellm
 

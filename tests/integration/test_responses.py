@@ -302,3 +302,22 @@ def test_client_fields_off_the_allow_list_never_reach_the_upstream(
     assert response.status_code == 200
     (sent,) = _chat_bodies(fake)
     assert not {"api_base", "mock_response", "include", "prompt_cache_key"} & set(sent)
+
+
+def test_fixed_client_model_names_map_through_model_group_alias(
+    fake: FakeUpstreamThread, tmp_path: Path
+) -> None:
+    """Codex sends its own model name: `router_settings.model_group_alias` maps it to a group,
+    and the Response still names the model the client asked for."""
+    config = _config(fake, tmp_path)
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["router_settings"]["model_group_alias"] = {"gpt-5*": "backup"}
+    mapped = config_from(data)
+    with serve(create_app(mapped)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        raw = client.responses.with_raw_response.create(model="gpt-5-codex", input="hi")
+        with pytest.raises(openai.NotFoundError):
+            client.responses.create(model="o4-unmapped", input="hi")
+    assert raw.headers["x-triage-route"] == "backup"
+    assert raw.parse().model == "gpt-5-codex"
+    assert [b["model"] for b in _chat_bodies(fake)] == ["spare"]

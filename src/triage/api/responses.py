@@ -26,6 +26,7 @@ from triage.api.errors import validation_error
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream
 from triage.api.sticky import Pin, Pins, conversation_keys, sticky_routes, usable
+from triage.config.group_alias import resolve_model
 from triage.config.schema import Config
 from triage.errors import BadRequest, NotFound, TriageError
 from triage.metrics import Metrics
@@ -85,8 +86,11 @@ async def create_response(request: Request) -> Response:
     prior, previous_pin = await _prior(app, body, owner)
     keys = conversation_keys(body, owner)
     pin = Pin.decode(previous_pin or await _sticky(app).find(keys))
-    stuck = pin is not None and usable(app.config, body, key, pin.group)
-    chat = _chat_request(body, prior, pin.group if pin and stuck else None)
+    # Fixed client model names (Codex's) map through router_settings.model_group_alias; the
+    # Response still names the model the client asked for.
+    routed = _resolved(app.config, body)
+    stuck = pin is not None and usable(app.config, routed, key, pin.group)
+    chat = _chat_request(routed, prior, pin.group if pin and stuck else None)
     # The deployment that served the conversation goes first while it is healthy (only in
     # the group that holds it: a turn sent elsewhere picks as ever).
     request_meta = replace(request_meta, prefer=pin.deployment if pin else None)
@@ -101,7 +105,7 @@ async def create_response(request: Request) -> Response:
     served = _served(answer.headers)
     if served is not None:
         await _sticky(app).remember(keys, served.encode())
-    hit = stuck or (pin is not None and pin.group == body.model)  # a named group's deployment
+    hit = stuck or (pin is not None and pin.group == routed.model)  # a named group's deployment
     headers = {**answer.headers, "x-triage-sticky": "hit" if hit else "new"}
     save = _saver(app, draft, owner, served.encode() if served else None)
     if isinstance(answer, StreamAnswer):
@@ -110,6 +114,11 @@ async def create_response(request: Request) -> Response:
     result = from_chat(draft, answer.body)
     await save(result)
     return FastJSONResponse(result, headers=headers)
+
+
+def _resolved(config: Config, body: ResponsesRequest) -> ResponsesRequest:
+    model = resolve_model(config, body.model)
+    return body if model == body.model else body.model_copy(update={"model": model})
 
 
 def _served(headers: dict[str, str]) -> Pin | None:

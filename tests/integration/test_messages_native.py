@@ -150,8 +150,8 @@ def test_plain_message_reaches_anthropic_natively_and_comes_back_untranslated(
     assert answer["id"] == "msg_fake1" and direct["id"] == "msg_fake2"
     assert {**answer, "id": ""} == {**direct, "id": ""}
     message = raw.parse()
-    assert message.content[0].type == "text"
-    assert message.content[0].text.startswith("fake reply from claude-sonnet-4-5: again")
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[1].text.startswith("fake reply from claude-sonnet-4-5: again")
     assert raw.headers["x-triage-route"] == "claude"
     row = _ledger_row(tmp_path)
     usage = answer["usage"]
@@ -178,16 +178,18 @@ def test_stream_reaches_anthropic_natively_and_its_events_come_back_as_sent(
     assert response.status_code == 200
     _check_sent(fake, {k: v for k, v in body.items() if k != "stream"}, stream=True)
     events = _events(response.text)
-    # The fake sends its ping after the first block opens; Triage's own translation sends it
-    # right after message_start: this order shows the events were not re-made.
+    # The fake sends its ping after the answer's block opens; Triage's own translation sends
+    # it right after message_start: this order shows the events were not re-made.
     kinds = [e["type"] for e in events]
-    assert kinds[:3] == ["message_start", "content_block_start", "ping"]
+    assert kinds[:2] == ["message_start", "content_block_start"] and kinds.index("ping") > 2
+    deltas = [e["delta"]["type"] for e in events if e["type"] == "content_block_delta"]
+    assert deltas[:2] == ["thinking_delta", "signature_delta"]
     assert kinds[-2:] == ["message_delta", "message_stop"]
     assert events[0]["message"]["id"] == "msg_fake1"
     direct = _events(_direct(fake, body).text)
     events[0]["message"]["id"] = direct[0]["message"]["id"]
     assert events == direct
-    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert text.startswith("fake reply from claude-sonnet-4-5: again")
     row = _ledger_row(tmp_path)
     assert (row.route, row.status, row.usage_source) == ("claude", 200, "upstream")
@@ -202,11 +204,28 @@ def test_the_sdk_assembles_a_native_stream(gateway: str, fake: FakeUpstreamThrea
     with _client(gateway).messages.stream(**{k: v for k, v in body.items() if k != "top_k"}) as s:
         final = s.get_final_message()
     assert final.id.startswith("msg_fake") and final.model == "claude-sonnet-4-5"
-    assert final.content[0].type == "text"
-    assert final.content[0].text.startswith("fake reply from claude-sonnet-4-5: again")
+    assert final.content[1].type == "text"
+    assert final.content[1].text.startswith("fake reply from claude-sonnet-4-5: again")
     assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
     (sent,) = _sent(fake)
     assert sent.json["messages"][1]["content"][0] == SIGNED
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_deployments_signed_thinking_reaches_the_sdk(gateway: str, stream: bool) -> None:
+    """The other direction: Claude's thinking block and its signature (a `signature_delta`
+    when streamed) reach the client, which must pass them back on the next turn."""
+    body = {k: v for k, v in _body().items() if k != "top_k"}
+    client = _client(gateway)
+    if stream:
+        with client.messages.stream(**body) as s:
+            message = s.get_final_message()
+    else:
+        message = client.messages.create(**body)
+    thinking, text = message.content
+    assert thinking.type == "thinking" and thinking.signature == "fake-signature=="
+    assert thinking.thinking == "Let me think."
+    assert text.type == "text" and text.text.startswith("fake reply from claude-sonnet-4-5")
 
 
 def test_a_failing_anthropic_deployment_is_an_anthropic_shaped_error(

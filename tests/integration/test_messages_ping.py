@@ -99,9 +99,12 @@ def test_pings_flow_between_slow_chunks(gateway: str, fake: FakeUpstreamThread, 
 
 
 def test_a_fast_stream_sends_no_extra_pings_and_keeps_its_headers(
-    gateway: str, fake: FakeUpstreamThread
+    fake: FakeUpstreamThread, tmp_path: Path
 ) -> None:
-    response = _stream(gateway, "local")
+    config = _config(fake, tmp_path).model_dump(mode="json")
+    config["server"]["sse_ping_interval"] = 10.0  # the default: far beyond this stream's gaps
+    with serve(create_app(config_from(config))) as gateway:
+        response = _stream(gateway, "local")
     kinds = _kinds(_events(response.text))
     assert kinds.count("ping") == 1  # the one after message_start, as Anthropic sends it
     assert response.headers["x-triage-route"] == "local"

@@ -24,6 +24,8 @@ from triage.fakeupstream.generation import (
 from triage.fakeupstream.streaming import Call, Frame, pause_before_answer, send_stream
 
 SSE = "text/event-stream; charset=utf-8"
+# With `thinking` enabled the answer opens with this signed thinking block, as Claude's do.
+THINKING = {"type": "thinking", "thinking": "Let me think.", "signature": "fake-signature=="}
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 
@@ -65,6 +67,11 @@ def _content(gen: Generation) -> list[dict[str, Any]]:
     return [{"type": "text", "text": gen.text}]
 
 
+def _thinks(call: Call) -> bool:
+    thinking = call.body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
 def _stop_reason(gen: Generation) -> str:
     return "stop_sequence" if gen.stop_sequence else _STOP_REASONS[gen.finish]
 
@@ -80,7 +87,7 @@ async def messages(call: Call) -> web.StreamResponse:
             "type": "message",
             "role": "assistant",
             "model": call.model,
-            "content": _content(gen),
+            "content": [THINKING, *_content(gen)] if _thinks(call) else _content(gen),
             "stop_reason": _stop_reason(gen),
             "stop_sequence": gen.stop_sequence,
             "usage": {"input_tokens": count, "output_tokens": gen.completion_tokens},
@@ -89,7 +96,10 @@ async def messages(call: Call) -> web.StreamResponse:
 
 
 async def _stream(call: Call, gen: Generation, count: int) -> web.StreamResponse:
-    frames = _opening_frames(call, gen, count) + _delta_frames(gen, call.settings.chunk_tokens)
+    index = 1 if _thinks(call) else 0  # of the answer's block, after a thinking block
+    frames = _opening_frames(call, gen, count) + _delta_frames(
+        gen, call.settings.chunk_tokens, index
+    )
 
     def finish() -> bytes:
         delta = {
@@ -99,7 +109,7 @@ async def _stream(call: Call, gen: Generation, count: int) -> web.StreamResponse
         }
         return b"".join(
             [
-                _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                _event("content_block_stop", {"type": "content_block_stop", "index": index}),
                 _event("message_delta", delta),
                 _event("message_stop", {"type": "message_stop"}),
             ]
@@ -126,15 +136,33 @@ def _opening_frames(call: Call, gen: Generation, count: int) -> list[Frame]:
     }
     block = _content(gen)[0]
     empty = {**block, "input": {}} if gen.tool is not None else {"type": "text", "text": ""}
-    opening = {"type": "content_block_start", "index": 0, "content_block": empty}
-    return [
+    thinks = _thinks(call)
+    opening = {"type": "content_block_start", "index": int(thinks), "content_block": empty}
+    frames: list[Frame] = [
         (_event("message_start", {"type": "message_start", "message": start}), 0),
         (_event("content_block_start", opening), 0),
         (_event("ping", {"type": "ping"}), 0),
     ]
+    if thinks:
+        frames[1:1] = _thinking_frames()
+    return frames
 
 
-def _delta_frames(gen: Generation, size: int) -> list[Frame]:
+def _thinking_frames() -> list[Frame]:
+    """The signed thinking block, streamed as Anthropic does: thinking, then its signature."""
+    empty = {"type": "thinking", "thinking": "", "signature": ""}
+    thought = {"type": "thinking_delta", "thinking": THINKING["thinking"]}
+    signed = {"type": "signature_delta", "signature": THINKING["signature"]}
+    events = [
+        {"type": "content_block_start", "index": 0, "content_block": empty},
+        {"type": "content_block_delta", "index": 0, "delta": thought},
+        {"type": "content_block_delta", "index": 0, "delta": signed},
+        {"type": "content_block_stop", "index": 0},
+    ]
+    return [(_event(str(e["type"]), e), 0) for e in events]
+
+
+def _delta_frames(gen: Generation, size: int, index: int = 0) -> list[Frame]:
     if gen.tool is not None:
         parts, key, kind = pieces(gen.tool.arguments_json), "partial_json", "input_json_delta"
     else:
@@ -143,6 +171,6 @@ def _delta_frames(gen: Generation, size: int) -> list[Frame]:
     for at in range(0, len(parts), size):
         group = parts[at : at + size]
         delta = {"type": kind, key: "".join(group)}
-        event = {"type": "content_block_delta", "index": 0, "delta": delta}
+        event = {"type": "content_block_delta", "index": index, "delta": delta}
         frames.append((_event("content_block_delta", event), len(group)))
     return frames

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +21,7 @@ from triage.cache import OFF, Lookup, ResponseCache
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.routes import CacheSettings
-from triage.config.schema import Config
+from triage.config.schema import Config, Deployment
 from triage.engine.base import Batch, Call, CallKind, Native, Outcome, Relayed
 from triage.engine.runner import CANCELLED, Engine
 from triage.errors import BadRequest, TriageError, error_kind, http_status
@@ -222,6 +222,7 @@ class Service:
             self.metrics.errors.labels(kind, "", "", error_kind(err)).inc()
             raise
         stream = bool(_field(request, "stream"))
+        native = native if native and _reaches(self.engine.groups, plan, native) else None
         call = Call(kind, body, stream, prompt_chars(request), native)
         record = Record(
             endpoint=kind,
@@ -383,6 +384,13 @@ class Service:
         if not record.stream:
             headers["x-triage-cost-usd"] = format_usd(record.cost)
         return headers
+
+
+def _reaches(groups: Mapping[str, list[Deployment]], plan: RoutePlan, native: Native) -> bool:
+    """Whether the plan's route has a deployment of the native body's provider: only then is
+    the body carried (and the response cache, which keeps the chat form, left out)."""
+    route = [d for g in plan.groups for d in groups.get(g, ())]
+    return any(d.litellm_params.provider == native.format for d in route)
 
 
 def _converted(

@@ -316,3 +316,22 @@ def test_a_fallback_from_anthropic_to_a_chat_backend_is_translated(
         assert events[0]["message"]["model"] == "claude"
     else:
         assert response.json()["model"] == "claude"  # the name the client sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_response_cache_serves_messages_to_chat_backends_but_never_native_ones(
+    fake: FakeUpstreamThread, tmp_path: Path, stream: bool
+) -> None:
+    """The cache keeps the chat form: a replayed Claude answer would lose its signatures, so
+    calls that may reach Anthropic skip it; Messages to chat backends still use it."""
+    data = _config(fake, tmp_path).model_dump(mode="json")
+    data["triage"]["cache"] = {"enabled": True}
+    with serve(create_app(config_from(data, env={"ANT_KEY": SECRET}))) as url:
+        for model in ("local", "claude", "local", "claude"):
+            body = {"model": model, "max_tokens": 32, "stream": stream}
+            body["messages"] = [_user_turn()]
+            response = httpx.post(url + "/v1/messages", json=body, timeout=10)
+            assert response.status_code == 200
+    assert len(_sent(fake)) == 2  # both Claude calls went upstream
+    chats = [r for r in fake.requests() if r.path.endswith("/chat/completions")]
+    assert len(chats) == 1  # the second local call was a cache hit

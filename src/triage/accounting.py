@@ -27,6 +27,7 @@ from triage.metering import (
     counterfactual_cost,
 )
 from triage.metrics import Metrics
+from triage.protocol import ChatCompletionRequest, CompletionRequest, Request, chat_text
 from triage.state.limits import Reservation
 
 log = logging.getLogger("triage.requests")
@@ -238,3 +239,17 @@ def _log_fields(row: LedgerRow) -> dict[str, Any]:
     fields["cost_usd"] = str(row.cost_usd)
     fields["counterfactual_usd"] = str(row.counterfactual_usd)
     return fields
+
+
+def content_of(request: Request, body: dict[str, Any]) -> dict[str, str]:
+    """Prompt and completion text, for a key that opted in to content logging."""
+    if isinstance(request, ChatCompletionRequest):
+        prompt = chat_text(request)
+    else:
+        value = request.prompt if isinstance(request, CompletionRequest) else request.input
+        prompt = value if isinstance(value, str) else str(value)
+    parts = []
+    for choice in body.get("choices", []):
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or choice.get("text") or ""))
+    return {"prompt": prompt, "completion": "\n".join(parts)}

@@ -6,12 +6,12 @@ failure-kind-specific fallback maps, and the time and attempt budgets for the wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from triage.classify import DEFAULT_TIERS, Classification
 from triage.config.routes import Route
-from triage.config.schema import Config, FallbackList
+from triage.config.schema import Config, Deployment, FallbackList
 from triage.errors import NotFound, PermissionDenied
 
 
@@ -99,6 +99,14 @@ def alias_groups(config: Config, name: str) -> tuple[str, ...]:
             if group not in out:
                 out.append(group)
     return tuple(out)
+
+
+def reaches(groups: Mapping[str, Sequence[Deployment]], plan: RoutePlan, provider: str) -> bool:
+    """Whether the plan's route has a deployment of `provider` (the only case in which a
+    client's native body is carried along, and the response cache, which keeps the chat form,
+    is left out)."""
+    route = [d for g in plan.groups for d in groups.get(g, ())]
+    return any(d.litellm_params.provider == provider for d in route)
 
 
 def restrict(plan: RoutePlan, allowed: frozenset[str]) -> RoutePlan:

@@ -25,7 +25,15 @@ def convert(
     normalizer: StreamNormalizer, batch: Batch, tally: Tally
 ) -> tuple[Relayed, TriageError | None]:
     """A batch as it goes to the client, and the error of a chunk that failed to decode (the
-    chunks before it are in the batch returned)."""
+    chunks before it are in the batch returned). A native lane's batch goes out as its own
+    frames; its chunks are still read for accounting."""
+    out, failure = _convert(normalizer, batch, tally)
+    return (out if batch.native is None else Relayed(batch.native)), failure
+
+
+def _convert(
+    normalizer: StreamNormalizer, batch: Batch, tally: Tally
+) -> tuple[Relayed, TriageError | None]:
     out = Relayed()
     raw = batch.raw
     for index in range(len(batch)):

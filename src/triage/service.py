@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,19 +16,19 @@ from triage import telemetry
 from triage.access.guard import Guard, limited
 from triage.access.reserve import prompt_chars, worst_case
 from triage.access.sensitive import Detector
-from triage.accounting import Accountant, Record, usage_from
+from triage.accounting import Accountant, Record, content_of, usage_from
 from triage.cache import OFF, Lookup, ResponseCache
 from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.routes import CacheSettings
-from triage.config.schema import Config, Deployment
+from triage.config.schema import Config
 from triage.engine.base import Batch, Call, CallKind, Native, Outcome, Relayed
 from triage.engine.runner import CANCELLED, Engine
 from triage.errors import BadRequest, TriageError, error_kind, http_status
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
 from triage.normalize import StreamNormalizer, normalize_reply
-from triage.policy import Planner, RoutePlan, is_alias, restrict, tier_of
+from triage.policy import Planner, RoutePlan, is_alias, reaches, restrict, tier_of
 from triage.protocol import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
@@ -37,7 +37,6 @@ from triage.protocol import (
     CompletionRequest,
     EmbeddingRequest,
     Request,
-    chat_text,
     forwarded,
 )
 from triage.relay import Tally, convert, counted_usage, stream_usage
@@ -222,7 +221,7 @@ class Service:
             self.metrics.errors.labels(kind, "", "", error_kind(err)).inc()
             raise
         stream = bool(_field(request, "stream"))
-        native = native if native and _reaches(self.engine.groups, plan, native) else None
+        native = native if native and reaches(self.engine.groups, plan, native.format) else None
         call = Call(kind, body, stream, prompt_chars(request), native)
         record = Record(
             endpoint=kind,
@@ -261,7 +260,7 @@ class Service:
         record.outcome = outcome
         record.usage = usage_from(reply.body, estimate=lambda: _estimate(call, body))
         if key is not None and key.log_content:
-            record.content = {"prompt": _text_of(request), "completion": _reply_text(body)}
+            record.content = content_of(request, body)
         await self._finish(record, 200)
         await self.cache.store(lookup, body, record)
         return Answer(body, self._headers(plan, record) | lookup.headers, reply.native)
@@ -318,7 +317,7 @@ class Service:
             batch: Batch | None = first
             out = Relayed()
             while batch is not None:
-                out, failure = _converted(normalizer, batch, tally)
+                out, failure = convert(normalizer, batch, tally)
                 if failure is not None:
                     if out:
                         yield out  # what came before the bad chunk still goes out
@@ -386,22 +385,6 @@ class Service:
         return headers
 
 
-def _reaches(groups: Mapping[str, list[Deployment]], plan: RoutePlan, native: Native) -> bool:
-    """Whether the plan's route has a deployment of the native body's provider: only then is
-    the body carried (and the response cache, which keeps the chat form, left out)."""
-    route = [d for g in plan.groups for d in groups.get(g, ())]
-    return any(d.litellm_params.provider == native.format for d in route)
-
-
-def _converted(
-    normalizer: StreamNormalizer, batch: Batch, tally: Tally
-) -> tuple[Relayed, TriageError | None]:
-    """What goes out for a batch: a native lane's own frames (its chunks only count), or the
-    converted chunks."""
-    out, failure = convert(normalizer, batch, tally)
-    return (out if batch.native is None else Relayed(batch.native)), failure
-
-
 def _field(request: Request, name: str) -> Any:
     """A field the request's own model declares; unknown fields a client sends (kept as extras
     for pass-through) must never be read as if they were ours."""
@@ -422,21 +405,6 @@ def _check_caps(config: Config, request: Request) -> None:
 def _estimate(call: Call, body: dict[str, Any]) -> tuple[int, int]:
     produced = sum(len(str(c.get("message", c.get("text", "")))) for c in body.get("choices", []))
     return call.prompt_chars // 4, produced // 4
-
-
-def _text_of(request: Request) -> str:
-    if isinstance(request, ChatCompletionRequest):
-        return chat_text(request)
-    value = request.prompt if isinstance(request, CompletionRequest) else request.input
-    return value if isinstance(value, str) else str(value)
-
-
-def _reply_text(body: dict[str, Any]) -> str:
-    parts = []
-    for choice in body.get("choices", []):
-        message = choice.get("message") or {}
-        parts.append(str(message.get("content") or choice.get("text") or ""))
-    return "\n".join(parts)
 
 
 __all__ = ["Answer", "Meta", "Service", "StreamAnswer", "Usage"]

@@ -147,3 +147,29 @@ def test_an_unreachable_deployment_is_not_preferred(
             second = _post(url, input="two", prompt_cache_key="conv-down", store=False)
             assert _where(second) == FAST
             assert second.headers["x-triage-attempts"] == "1"
+
+
+def _message(gateway: str, text: str, session: str) -> httpx.Response:
+    body = {
+        "model": "auto",
+        "max_tokens": 32,
+        "messages": [{"role": "user", "content": text}],
+        "metadata": {"user_id": session},
+    }
+    response = httpx.post(gateway + "/v1/messages", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_a_claude_code_session_stays_on_its_deployment(gateway: str) -> None:
+    """The Messages API sticks the same way, by `metadata.user_id` (Claude Code's session)."""
+    first = _message(gateway, "start a refactoring task", "session-1")
+    assert _where(first) == SLOW
+    turns, others = [], []
+    for n in range(5):
+        turn = _message(gateway, f"step {n}", "session-1")
+        assert turn.headers["x-triage-sticky"] == "hit"
+        turns.append(_where(turn))
+        others.append(_where(_message(gateway, f"an unrelated question {n}", f"other-{n}")))
+    assert turns == [SLOW] * 5
+    assert others.count(FAST) >= len(others) - 1

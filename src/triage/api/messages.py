@@ -34,7 +34,7 @@ from triage.api.disconnect import gone, unless_gone
 from triage.api.errors import validation_error
 from triage.api.render import FastJSONResponse
 from triage.api.sse import EventStream
-from triage.api.sticky import Pins, sticky_routes
+from triage.api.sticky import Pin, Pins, sticky_routes
 from triage.api.token_count import TokenCounter
 from triage.config.auth import KeySpec
 from triage.config.group_alias import resolve_model
@@ -85,9 +85,11 @@ async def create_message(request: Request) -> Response:
     model = resolve_model(app.config, body.model)
     key = app.service.guard.authenticate(request_meta.authorization)
     keys = _conversation_keys(body, key, model)
-    group = await _sticky(app).find(keys) if keys else None
-    stuck = _usable(app.config, model, key, group)
-    chat = _chat_request(body, group if stuck and group else model)
+    pin = Pin.decode(await _sticky(app).find(keys) if keys else None)
+    stuck = pin is not None and _usable(app.config, model, key, pin.group)
+    chat = _chat_request(body, pin.group if pin is not None and stuck else model)
+    if pin is not None and stuck:  # and to the deployment that served it, while it is healthy
+        request_meta = replace(request_meta, prefer=pin.deployment)
     turn = _Turn(app, body, model, keys, stuck, request_meta.request_id)
     work = app.service.handle("chat", chat, request_meta, _native(body, request))
     if not body.stream:
@@ -134,7 +136,8 @@ class _Turn:
         keys, config = self.keys, self.app.config
         route = answer.headers.get("x-triage-route")
         if keys and route is not None and _usable(config, self.model, None, route):
-            await _sticky(self.app).remember(keys, route)
+            served = Pin(route, answer.headers.get("x-triage-deployment"))
+            await _sticky(self.app).remember(keys, served.encode())
         headers = {**answer.headers, "request-id": self.request_id}
         if keys:
             headers["x-triage-sticky"] = "hit" if self.stuck else "new"

@@ -30,8 +30,14 @@ from triage.engine.anthropic_wire import (
     native_body,
 )
 from triage.engine.base import Batch, Call, Reply, Timeouts, Transport
-from triage.engine.native import NETWORK_ERRORS, _new_session, _read_bounded
-from triage.engine.native_errors import ErrorInfo, network_error, read_error_body, status_error
+from triage.engine.native import NETWORK_ERRORS, _new_session, _read_bounded, connect_timeout
+from triage.engine.native_errors import (
+    ErrorInfo,
+    network_error,
+    raise_for_status,
+    read_error_body,
+    status_error,
+)
 from triage.engine.sse import LineTooLong, SSEDecoder
 from triage.errors import TriageError, UpstreamConnectionError, UpstreamError, UpstreamTooLarge
 from triage.telemetry import attempt
@@ -112,19 +118,13 @@ class AnthropicLane:
                     url,
                     data=dumps(native_body(deployment, call)),
                     headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+                    timeout=connect_timeout(timeouts.connect),
                     allow_redirects=False,
                 )
             except _CALL_ERRORS as exc:
                 raise network_error(exc, deployment, timeouts.connect) from None
-        if 200 <= response.status < 300:
-            return response, secret
-        try:
-            raw = await read_error_body(response)
-        finally:
-            response.close()
-        info = ErrorInfo.from_bytes(raw)
-        raise status_error(deployment, response.status, info, response.headers, secret)
+        await raise_for_status(response, deployment, secret)
+        return response, secret
 
 
 def _headers(

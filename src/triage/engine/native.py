@@ -21,11 +21,10 @@ from triage import __version__
 from triage.config.schema import Deployment, ServerSettings
 from triage.engine.base import Batch, Call, CallKind, Chunk, Reply, Timeouts
 from triage.engine.native_errors import (
-    ErrorInfo,
     inband_error,
     network_error,
+    raise_for_status,
     read_error_body,
-    status_error,
 )
 from triage.engine.payload import upstream_body
 from triage.engine.sse import LineTooLong, SSEDecoder
@@ -200,19 +199,13 @@ class NativeLane:
                 headers=_with(where.headers, trace_headers),
                 # The runner bounds the whole attempt and the first token; only the connect
                 # phase needs its own, shorter limit.
-                timeout=_connect_timeout(timeouts.connect),
+                timeout=connect_timeout(timeouts.connect),
                 allow_redirects=False,
             )
         except _CALL_ERRORS as exc:
             raise network_error(exc, deployment, timeouts.connect) from None
-        if 200 <= response.status < 300:
-            return response, where
-        try:
-            raw = await read_error_body(response)
-        finally:
-            response.close()
-        info = ErrorInfo.from_bytes(raw)
-        raise status_error(deployment, response.status, info, response.headers, where.secret)
+        await raise_for_status(response, deployment, where.secret)
+        return response, where
 
 
 def upstream_body_for(deployment: Deployment, call: Call) -> dict[str, Any]:
@@ -378,7 +371,7 @@ class NativeStream:
 
 
 @functools.lru_cache(maxsize=64)
-def _connect_timeout(seconds: float | None) -> aiohttp.ClientTimeout:
+def connect_timeout(seconds: float | None) -> aiohttp.ClientTimeout:
     """One (frozen) ClientTimeout per connect limit: building it per request was ~1% of the
     server's CPU under load (py-spy, issue 16)."""
     return aiohttp.ClientTimeout(total=None, sock_connect=seconds)

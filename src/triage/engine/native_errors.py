@@ -204,6 +204,21 @@ def network_error(exc: BaseException, deployment: Deployment, connect: float) ->
     return UpstreamError(f"the call to {where} failed")
 
 
+async def raise_for_status(
+    response: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
+) -> None:
+    """Nothing for a 2xx answer; otherwise the error its status and (bounded) body say, with
+    the connection closed (an error body is never worth keeping the connection for)."""
+    if 200 <= response.status < 300:
+        return
+    try:
+        raw = await read_error_body(response)
+    finally:
+        response.close()
+    info = ErrorInfo.from_bytes(raw)
+    raise status_error(deployment, response.status, info, response.headers, secret)
+
+
 async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
     """At most MAX_ERROR_BODY bytes of an error answer; nothing if the body is broken."""
     try:

@@ -4,7 +4,7 @@ budgets, savings reference and the usage ledger."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -64,33 +64,27 @@ class LedgerSettings(BaseModel):
         return self
 
 
+DetectorName = Literal[
+    "email",
+    "phone",
+    "card",
+    "iban",
+    "national_id",
+    "api_key",
+    "private_key",
+    "unreadable_token_ids",
+]
+DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
+"""The built-in sensitive-data detectors, in the order findings are reported."""
+
+
 class SensitiveSettings(BaseModel):
     """Requests carrying sensitive data go only to `model_info.local` deployments."""
 
     model_config = Strict
 
     enabled: bool = True
-    detectors: list[
-        Literal[
-            "email",
-            "phone",
-            "card",
-            "iban",
-            "national_id",
-            "api_key",
-            "private_key",
-            "unreadable_token_ids",
-        ]
-    ] = [
-        "email",
-        "phone",
-        "card",
-        "iban",
-        "national_id",
-        "api_key",
-        "private_key",
-        "unreadable_token_ids",
-    ]
+    detectors: list[DetectorName] = list(DETECTORS)
     patterns: dict[str, str] = {}
 
     @field_validator("patterns")

@@ -29,17 +29,8 @@ from typing import Any
 from triage.access.sensitive import checks, patterns
 from triage.access.sensitive.body import BLANK, body_size, read_body
 from triage.access.sensitive.normalise import Normaliser
+from triage.config.routes import DETECTORS
 
-DETECTORS: tuple[str, ...] = (
-    "email",
-    "phone",
-    "card",
-    "iban",
-    "national_id",
-    "api_key",
-    "private_key",
-    "unreadable_token_ids",
-)
 SLICE = 16 * 1024
 """Characters one regex search may cover: bounds how long it holds the GIL (~3 ms worst case)."""
 OVERLAP = 1024

@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from triage.config.schema import ServerSettings
+from triage.errors import BadRequest
+
 CHAT_FIELDS = frozenset(
     {
         "messages",
@@ -207,3 +210,20 @@ def chat_text(request: ChatCompletionRequest) -> str:
         elif isinstance(message.content, list):
             parts += [str(p.get("text", "")) for p in message.content if isinstance(p, dict)]
     return "\n".join(parts)
+
+
+def declared(request: Request, name: str) -> Any:
+    """A field the request's own model declares; unknown fields a client sends (kept as extras
+    for pass-through) must never be read as if they were ours."""
+    return getattr(request, name) if name in type(request).model_fields else None
+
+
+def check_caps(server: ServerSettings, request: Request) -> None:
+    """The per-request caps of `server.*`: a 400 naming the field that passes one."""
+    messages = declared(request, "messages")
+    if messages is not None and len(messages) > server.max_messages:
+        raise BadRequest(f"at most {server.max_messages} messages", param="messages")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = declared(request, name)
+        if value is not None and value > server.max_tokens:
+            raise BadRequest(f"{name} may be at most {server.max_tokens}", param=name)

@@ -37,6 +37,8 @@ from triage.protocol import (
     CompletionRequest,
     EmbeddingRequest,
     Request,
+    check_caps,
+    declared,
     forwarded,
 )
 from triage.relay import Tally, convert, counted_usage, stream_usage
@@ -183,7 +185,7 @@ class Service:
         """Authenticate, cap, plan, authorize, scan, and reserve the worst case against the
         key's limits: all before any upstream call."""
         key = self.guard.authenticate(meta.authorization)
-        _check_caps(self.config, request)
+        check_caps(self.config.server, request)
         plan, body = await self.decide(kind, request, meta, key, native)
         reservation = None
         if limited(key):
@@ -220,7 +222,7 @@ class Service:
             self.metrics.requests.labels(kind, "none", "none", "", "", str(http_status(err))).inc()
             self.metrics.errors.labels(kind, "", "", error_kind(err)).inc()
             raise
-        stream = bool(_field(request, "stream"))
+        stream = bool(declared(request, "stream"))
         native = native if native and reaches(self.engine.groups, plan, native.format) else None
         call = Call(kind, body, stream, prompt_chars(request), native)
         record = Record(
@@ -383,23 +385,6 @@ class Service:
         if not record.stream:
             headers["x-triage-cost-usd"] = format_usd(record.cost)
         return headers
-
-
-def _field(request: Request, name: str) -> Any:
-    """A field the request's own model declares; unknown fields a client sends (kept as extras
-    for pass-through) must never be read as if they were ours."""
-    return getattr(request, name) if name in type(request).model_fields else None
-
-
-def _check_caps(config: Config, request: Request) -> None:
-    server = config.server
-    messages = _field(request, "messages")
-    if messages is not None and len(messages) > server.max_messages:
-        raise BadRequest(f"at most {server.max_messages} messages", param="messages")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = _field(request, name)
-        if value is not None and value > server.max_tokens:
-            raise BadRequest(f"{name} may be at most {server.max_tokens}", param=name)
 
 
 def _estimate(call: Call, body: dict[str, Any]) -> tuple[int, int]:

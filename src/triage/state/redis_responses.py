@@ -30,7 +30,9 @@ Failed = Callable[[str, str], None]  # (operation, policy)
 UNAVAILABLE = "the shared state store is unreachable; retry shortly"
 
 
-class RedisResponses:
+class _OnStore:
+    """A client of the shared store whose keys expire after `ttl` seconds."""
+
     def __init__(
         self,
         client: Wire,
@@ -44,6 +46,8 @@ class RedisResponses:
         self.prefix = prefix
         self.on_failure = on_failure
 
+
+class RedisResponses(_OnStore):
     def _key(self, response_id: str, owner: str) -> str:
         return f"{self.prefix}resp:{json.dumps([owner, response_id])}"
 
@@ -86,21 +90,8 @@ class RedisResponses:
         log.warning("state store unreachable (%s) on %s", exc, operation)
 
 
-class RedisPins:
+class RedisPins(_OnStore):
     """Conversation key -> model group, shared by the replicas; pins expire after `ttl`."""
-
-    def __init__(
-        self,
-        client: Wire,
-        ttl: float,
-        *,
-        prefix: str = PREFIX,
-        on_failure: Failed = lambda operation, policy: None,
-    ) -> None:
-        self.client = client
-        self.ttl = max(1, int(ttl))
-        self.prefix = prefix
-        self.on_failure = on_failure
 
     async def find(self, keys: list[str]) -> str | None:
         if not keys:

@@ -30,7 +30,9 @@ def _segment(
     fleet: Fleet, loadgen: LoadGen, key: str, scenario: Scenario, settings: BenchSettings
 ) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
     server = fleet.servers[key]
-    url, request = server.url(PATH), body(fleet.specs[key].model, scenario.stream)
+    spec = fleet.specs[key]
+    url = spec.urls(PATH) if spec.replica_ports else server.url(PATH)
+    request = body(spec.model, scenario.stream)
     loadgen.run(url, request, scenario.concurrency, settings.warmup, CLIENT_HEADERS)
     cpu0, backend0 = procs.cpu_seconds(server.pid), fleet.backend_cpu()
     machine0, wall0 = procs.busy_cores_seconds(), time.perf_counter()

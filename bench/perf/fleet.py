@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perf import procs
+from perf import procs, store
 from perf.layout import Layout
 from perf.servers import ServerSpec, fake_argv
 
@@ -62,17 +62,22 @@ class LoadGen:
 
     def run(
         self,
-        url: str,
+        url: str | list[str],
         body: dict[str, Any],
         concurrency: int,
         seconds: float,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        job = {"op": "run", "url": url, "body": body, "stream": bool(body.get("stream"))}
-        job |= {"seconds": seconds, "headers": headers or {}}
+        """`url`: one server, or a list of replicas the clients spread over evenly."""
+        urls = [url] if isinstance(url, str) else list(url)
+        job = {"op": "run", "url": urls[0], "urls": urls, "body": body}
+        job |= {"stream": bool(body.get("stream")), "seconds": seconds, "headers": headers or {}}
         share = min(len(self.procs), concurrency)
         counts = [concurrency // share + (i < concurrency % share) for i in range(share)]
-        return merge_runs(self._ask_all([{**job, "concurrency": n} for n in counts]))
+        offsets = [sum(counts[:i]) for i in range(share)]
+        pairs = zip(counts, offsets, strict=True)
+        commands = [{**job, "concurrency": n, "offset": o} for n, o in pairs]
+        return merge_runs(self._ask_all(commands))
 
     def affinity(self, cpus: Iterable[int]) -> None:
         self._ask_all([{"op": "affinity", "cpus": sorted(cpus)}] * len(self.procs))
@@ -110,6 +115,7 @@ class Fleet:
     startup: dict[str, list[float]] = field(default_factory=dict)
     rss_idle: dict[str, float] = field(default_factory=dict)
     backend: procs.Server | None = None
+    store: procs.Server | None = None
 
     def cpus(self, key: str) -> frozenset[int] | None:
         return self.layout.of(key)
@@ -128,13 +134,30 @@ class Fleet:
         procs.wait_ready(self.backend, "/health", started)
         return f"http://127.0.0.1:{port}"
 
+    def start_store(self) -> str | None:
+        """A Valkey for the replica rows, on the layout's "store" core; None: no binary."""
+        binary = store.valkey_binary()
+        if binary is None:
+            return None
+        port = procs.free_port()
+        argv = store.valkey_argv(binary, port, self.work)
+        cpus = self.layout.of("store") or self.load_cpus
+        log = self.work / "valkey.log"
+        self.store = procs.spawn("valkey", argv, port, self.env, cpus, log)
+        store.wait_ready(port, lambda: self.store is not None and self.store.proc.poll() is None)
+        return f"redis://127.0.0.1:{port}/0"
+
     def _spawn(self, spec: ServerSpec, attempt: int) -> tuple[procs.Server, float]:
         log = self.work / f"{spec.key}-{attempt}.log"
         env = {**self.env, **spec.env}
         started = time.perf_counter()
         server = procs.spawn(spec.label, spec.argv, spec.port, env, self.cpus(spec.key), log)
         try:
-            return server, procs.wait_ready(server, spec.health, started, spec.ready_timeout)
+            seconds = procs.wait_ready(server, spec.health, started, spec.ready_timeout)
+            for port in spec.replica_ports:  # the other replicas: ready too before any load
+                replica = procs.Server(spec.label, server.proc, port, server.log)
+                procs.wait_ready(replica, spec.health, started, spec.ready_timeout)
+            return server, seconds
         except RuntimeError:
             procs.stop(server)
             raise
@@ -180,7 +203,7 @@ class Fleet:
             procs.set_affinity(self.backend.pid, self.load_cpus or ALL_CPUS)
 
     def stop_all(self) -> None:
-        for server in [*self.servers.values(), self.backend]:
+        for server in [*self.servers.values(), self.backend, self.store]:
             if server is not None:
                 procs.stop(server)
 

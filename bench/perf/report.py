@@ -116,6 +116,9 @@ def ratios(results: Results) -> dict[str, float]:
             workers.get("c4", {}).get("rps", math.nan), workers.get("c", {}).get("rps", math.nan)
         ),
     }
+    out["c replicas 4 / 1 (redis state both), req/s 16 clients plain"] = _ratio(
+        workers.get("r4", {}).get("rps", math.nan), workers.get("r1", {}).get("rps", math.nan)
+    )
     out["c workers 4 / 1 ceiling on this box (CPU-bound)"] = workers_ceiling(results)
     if "e" in results["configs"]:
         for cell, name in ((PLAIN16, "plain"), (STREAM16, "streamed")):
@@ -219,6 +222,14 @@ TARGETS: Sequence[Target] = (
         False,
         "x",
     ),
+    Target(
+        "4 replicas vs 1 on one Valkey (issue 15)",
+        _ratio_of("c replicas 4 / 1 (redis state both), req/s 16 clients plain"),
+        3.6,
+        False,
+        "x",
+        optional=True,
+    ),
     Target("start-up to ready", _config("startup_median_s"), 1.0, True, "s"),
     Target("RSS after load per worker", _rss_per_worker, 100.0, True, "MB"),
 )
@@ -273,5 +284,5 @@ def render_workers(results: Results, labels: dict[str, str]) -> str:
         return ""
     table = scenario_table(WORKERS_SCENARIO, workers["results"], labels)
     where = "each on its own cores" if workers.get("pinned") else "nothing pinned"
-    title = f"{WORKERS_SCENARIO.title}, {where}: --workers 1 vs 4"
+    title = f"{WORKERS_SCENARIO.title}, {where}: --workers 1 vs 4, replicas 1 vs 4"
     return table.replace(WORKERS_SCENARIO.title, title, 1)

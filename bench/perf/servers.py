@@ -3,7 +3,9 @@
 (a) the fake upstream itself, (b) bench/passthrough.py, (c) Triage with every feature on over
 the native lane, (d) Triage on the litellm lane, (e) LiteLLM's own proxy from its own
 virtualenv; for the workers row (c1s) and (c4): (c) on `state.backend: sqlite` (what a key with
-limits needs under `--workers N`) with one and four workers.
+limits needs under `--workers N`) with one and four workers; (r1) and (r4): one and four
+replicas (separate `triage serve` processes, clients spread over their ports) on one Valkey
+store (`state.backend: redis`), issue 15's scale-out row.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from perf.procs import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 FAKE_ARGS = ("--completion-tokens", "20", "--chunk-tokens", "1", "--no-record")
@@ -39,6 +43,10 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     startups: int | None = None  # fresh spawns for the start-up median (None: the default)
     ready_timeout: float = 30.0
+    replica_ports: tuple[int, ...] = ()  # further replicas beside `port` (the clients spread)
+
+    def urls(self, path: str) -> list[str]:
+        return [f"http://127.0.0.1:{p}{path}" for p in (self.port, *self.replica_ports)]
 
 
 def fake_argv(port: int) -> list[str]:
@@ -64,12 +72,12 @@ def _auth() -> dict[str, Any]:
 
 
 def triage_config(
-    backend: str, ledger: Path, lane: str, state: Path | None = None
+    backend: str, ledger: Path, lane: str, state: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Every feature on, as in issue 16: classification via `auto`, latency-based routing,
     routes with fallbacks, escalation, a client key with rpm, tpm and budgets (reserved and
     settled on every request), the sensitive-data scan (on by default), metering with savings,
-    metrics (always on) and the SQLite ledger. `state`: the shared SQLite state file."""
+    metrics (always on) and the SQLite ledger. `state`: the shared state (sqlite or redis)."""
     config: dict[str, Any] = {
         "model_list": [
             _deployment(
@@ -114,7 +122,7 @@ def triage_config(
         "server": {"log_level": "warning"},
     }
     if state is not None:
-        config["state"] = {"backend": "sqlite", "path": str(state)}
+        config["state"] = state
     return config
 
 
@@ -175,18 +183,51 @@ def _litellm_proxy(work: Path, backend: str, port: int, binary: Path) -> ServerS
     )
 
 
+def _replicas(key: str, work: Path, backend: str, store: str, ports: list[int]) -> ServerSpec:
+    """`len(ports)` replicas on the store `store` (a redis:// URL), each with its own ledger."""
+    state = {"backend": "redis", "url": store}
+    pairs = []
+    for i, port in enumerate(ports):
+        config = triage_config(backend, work / f"{key}-{i}.db", "native", state)
+        pairs.append(f"{port}:{_write(work / f'triage-{key}-{i}.yaml', config)}")
+    launcher = [sys.executable, str(BENCH_DIR / "perf" / "replicas.py"), ",".join(pairs), "--"]
+    label = f"(c) redis state, {len(ports)} replica" + ("s" if len(ports) > 1 else "")
+    env = {CLIENT_KEY_ENV: CLIENT_KEY}
+    return ServerSpec(
+        key,
+        label,
+        [*launcher, *triage_argv(), "serve"],
+        ports[0],
+        model="auto",
+        workers=len(ports),
+        env=env,
+        startups=1,
+        replica_ports=tuple(ports[1:]),
+    )
+
+
+def replica_specs(work: Path, backend: str, store: str) -> list[ServerSpec]:
+    """(r1) and (r4): one and `WORKERS` replicas on one Valkey."""
+    return [
+        _replicas(key, work, backend, store, [free_port() for _ in range(count)])
+        for key, count in (("r1", 1), ("r4", WORKERS))
+    ]
+
+
 def build_specs(
     work: Path, backend: str, ports: dict[str, int], litellm_bin: Path | None
 ) -> list[ServerSpec]:
     """Specs in table order; (e) only when `litellm_bin` is given."""
     native = _write(work / "triage-native.yaml", triage_config(backend, work / "c.db", "native"))
-    shared = work / "state.db"
+    shared = {"backend": "sqlite", "path": str(work / "state.db")}
     native_sqlite = _write(
         work / "triage-sqlite.yaml", triage_config(backend, work / "c4.db", "native", shared)
     )
     native_sqlite1 = _write(
         work / "triage-sqlite1.yaml",
-        triage_config(backend, work / "c1s.db", "native", work / "state1.db"),
+        triage_config(
+            backend, work / "c1s.db", "native", {"backend": "sqlite", "path": str(work / "s1.db")}
+        ),
     )
     via_litellm = _write(
         work / "triage-litellm.yaml", triage_config(backend, work / "d.db", "litellm")

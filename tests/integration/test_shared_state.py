@@ -47,6 +47,7 @@ def _config(
     url: str,
     key: Mapping[str, Any],
     ledger: Path | None = None,
+    hold: int | None = None,
     **extra: Any,
 ) -> Config:
     priced = {"input_cost_per_token": "0", "output_cost_per_token": str(PER_TOKEN)}
@@ -60,7 +61,11 @@ def _config(
                 deployment("local", "hosted_vllm/small", fake.url + "/v1", local=True),
             ],
         ),
-        "auth": {"keys": keys, "admin_key": "os.environ/ADMIN_KEY"},
+        "auth": {
+            "keys": keys,
+            "admin_key": "os.environ/ADMIN_KEY",
+            **({"reserve_output_tokens": hold} if hold is not None else {}),
+        },
         "state": {"backend": "redis", "url": "os.environ/STATE_URL", "timeout": 2},
         "triage": {
             "ledger": {"path": str(ledger)} if ledger else {"enabled": False},
@@ -122,6 +127,34 @@ def test_two_replicas_spend_one_budget(
         with Ledger(path) as ledger:
             spent += ledger.spend("team", 0.0)
     assert spent == ONE * 6 <= budget  # 0 overshoot with max_tokens set
+
+
+def test_two_replicas_without_max_tokens_stay_within_one_budget(
+    slow_fake: FakeUpstreamThread, store: ValkeyServer, tmp_path: Path
+) -> None:
+    """No `max_tokens`: each request holds `auth.reserve_output_tokens` (16 here; the fake
+    answers 10) and settles to what it used. Waves of 50 concurrent requests over both replicas
+    until the budget refuses: spend within 1% of it, and the budget was used, not refused from
+    the start by the holds."""
+    budget = ONE * 6 + ONE / 2
+    key = {"budget": {"daily_usd": str(budget)}}
+    ledgers = [tmp_path / "a.db", tmp_path / "b.db"]
+    configs = [_config(slow_fake, store.url, key, ledger, hold=16) for ledger in ledgers]
+    body = {"model": "cloud", "messages": MSG}
+    served = 0
+    stack, urls = _replicas(*configs)
+    with stack:
+        for _ in range(4):
+            statuses = asyncio.run(_burst(urls, 50, body))
+            assert set(statuses) <= {200, 429}
+            served += statuses.count(200)
+    assert len(slow_fake.requests()) == served >= 5
+    spent = Decimal(0)
+    for path in ledgers:
+        with Ledger(path) as ledger:
+            spent += ledger.spend("team", 0.0)
+    assert spent == ONE * served
+    assert spent <= budget * Decimal("1.01")
 
 
 @pytest.mark.parametrize("limit", ["rpm", "tpm"])

@@ -106,6 +106,24 @@ class _Bound:
         self.avoided = m.avoided.labels(task, group)
 
 
+class _Tariff:
+    """How one deployment is priced: its model name, override and compute price."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        params, info = deployment.litellm_params, deployment.model_info
+        self.deployment = deployment
+        self.model = params.model
+        self.override: Price | None = None
+        if params.input_cost_per_token is not None or params.output_cost_per_token is not None:
+            self.override = Price(
+                params.input_cost_per_token or ZERO,
+                params.output_cost_per_token or ZERO,
+                "override",
+            )
+        gpu_hour_cost = info.gpu_hour_cost
+        self.compute = ComputePrice(gpu_hour_cost) if gpu_hour_cost is not None else None
+
+
 class Accountant:
     def __init__(
         self,
@@ -125,6 +143,9 @@ class Accountant:
         # Bound label children per label set: labels() is a dict lookup plus validation that
         # costs more than the increment itself. The key space is bounded by the config.
         self._bound: dict[tuple[str, str, str, str, str, int], _Bound] = {}
+        # A deployment's prices, validated once: the worst case of every limited request prices
+        # each deployment its plan may reach.
+        self._tariffs: dict[str, _Tariff] = {}
 
     def price(self, record: Record) -> None:
         """Fill in cost and counterfactual cost from the record's usage."""
@@ -139,20 +160,14 @@ class Accountant:
             record.counterfactual = counterfactual_cost(self.prices, reference, record.usage)
 
     def cost_on(self, deployment: Deployment, usage: Usage, seconds: float) -> Decimal:
-        params, info = deployment.litellm_params, deployment.model_info
-        override = None
-        if params.input_cost_per_token is not None or params.output_cost_per_token is not None:
-            override = Price(
-                params.input_cost_per_token or ZERO,
-                params.output_cost_per_token or ZERO,
-                "override",
-            )
-        compute = ComputePrice(info.gpu_hour_cost) if info.gpu_hour_cost is not None else None
+        tariff = self._tariffs.get(deployment.id)
+        if tariff is None or tariff.deployment is not deployment:
+            tariff = self._tariffs[deployment.id] = _Tariff(deployment)
         return self.prices.request_cost(
-            params.model,
+            tariff.model,
             usage,
-            override=override,
-            compute=compute,
+            override=tariff.override,
+            compute=tariff.compute,
             upstream_seconds=seconds,
             throughput=self.throughput.tokens_per_second(deployment.id),
         ).usd

@@ -13,8 +13,9 @@ holding integers) cannot be read; ``unreadable`` says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import overload
 
 BLANK = "\n\n"
 REACH = 64
@@ -22,6 +23,7 @@ REACH = 64
 _STRUCTURAL = frozenset({"role", "type"})
 _TOKEN_FIELDS = frozenset({"prompt", "input"})
 _MAX_DIGITS = 40  # longer integers are no card, IBAN or id (and str() refuses very long ones)
+_TOO_LONG = 10**_MAX_DIGITS
 
 _Entry = tuple[str | None, str | None, object]
 """(top-level field, the key that holds the value, the value)."""
@@ -34,61 +36,74 @@ class BodyText:
     unreadable: bool
 
 
-def read_body(body: Mapping[str, object], normalise: Callable[[str], str]) -> BodyText:
+def read_body(
+    body: Mapping[str, object],
+    normalise: Callable[[str], str],
+    entries: list[_Entry] | None = None,
+) -> BodyText:
+    """The texts of `body`; `entries`: its `entries(body)`, when the caller has them already."""
     texts: list[str] = []
     values: list[str] = []
     unreadable = False
-    for top, key, value in _walk(body):
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
+    for top, key, value in entries_of(body) if entries is None else entries:
+        if not isinstance(value, str):
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue
             if top in _TOKEN_FIELDS:
                 unreadable = True
                 continue
-            if abs(value) >= 10**_MAX_DIGITS:
+            if abs(value) >= _TOO_LONG:
                 continue
             value = str(value)
-        if isinstance(value, str):
-            text = normalise(value)
-            texts.append(text)
-            if key is not None and key not in _STRUCTURAL:
-                values.append(text)
+        text = value if value.isascii() else normalise(value)  # ASCII is already normal
+        texts.append(text)
+        if key is not None and key not in _STRUCTURAL:
+            values.append(text)
     whole = BLANK.join(["", *texts, ""])
     junctions = _junctions(values) if len(values) > 1 else ""
     return BodyText(whole, junctions, unreadable)
 
 
-def body_size(body: Mapping[str, object], limit: int) -> int:
-    """Characters in the body's strings (and 8 per other node), counted up to ``limit`` only."""
-    size = 0
-    for _, _, value in _walk(body):
-        size += len(value) if isinstance(value, str) else 8
-        if size > limit:
-            break
-    return size
+@overload
+def entries_of(body: Mapping[str, object], limit: None = None) -> list[_Entry]: ...
 
 
-def _walk(body: Mapping[str, object]) -> Iterator[_Entry]:
-    """Every scalar and dict key of the body in document order (a key comes with key None).
+@overload
+def entries_of(body: Mapping[str, object], limit: int) -> list[_Entry] | None: ...
 
-    Iterative, so that a deeply nested body cannot exhaust the stack.
+
+def entries_of(body: Mapping[str, object], limit: int | None = None) -> list[_Entry] | None:
+    """Every scalar and dict key of the body in document order (a key comes with key None);
+    None once its strings (and 8 characters per other scalar) pass `limit` characters.
+
+    Iterative, so that a deeply nested body cannot exhaust the stack; one list, no generators:
+    it runs on every request.
     """
-    stack: list[Iterator[_Entry]] = [iter([(None, None, body)])]
+    out: list[_Entry] = []
+    size = 0
+    stack: list[_Entry] = [(None, None, body)]
     while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-            continue
+        entry = stack.pop()
         top, key, value = entry
-        if isinstance(value, Mapping):
+        if isinstance(value, str):
+            out.append(entry)
+            size += len(value)
+        elif type(value) is dict or isinstance(value, Mapping):  # the ABC check is slower
             names = [str(name) for name in value]
-            yield from ((top, None, name) for name in names)
+            out += [(top, None, name) for name in names]
+            size += sum(map(len, names))
             fields = names if top is None else [top] * len(names)
-            stack.append(zip(fields, names, value.values(), strict=True))
+            children = list(zip(fields, names, value.values(), strict=True))
+            children.reverse()  # popped from the end: the first child comes off first
+            stack += children
         elif isinstance(value, list | tuple):
-            stack.append((top, key, item) for item in value)
+            stack += [(top, key, item) for item in reversed(value)]
         else:
-            yield entry
+            out.append(entry)
+            size += 8
+        if limit is not None and size > limit:
+            return None
+    return out
 
 
 def _junctions(values: list[str]) -> str:

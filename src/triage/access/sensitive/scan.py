@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from triage.access.sensitive import checks, patterns
-from triage.access.sensitive.body import BLANK, body_size, read_body
+from triage.access.sensitive.body import BLANK, BodyText, entries_of, read_body
 from triage.access.sensitive.normalise import Normaliser
 from triage.config.routes import DETECTORS
 
@@ -80,21 +80,24 @@ class Detector:
     def scan_body(self, body: Mapping[str, Any]) -> list[Finding]:
         """Distinct findings in every string of ``body`` (the JSON object sent upstream), in
         ``DETECTORS`` order, then custom patterns in config order."""
-        text = read_body(body, self._normalise)
+        return self._scan(read_body(body, self._normalise))
+
+    async def scan_body_async(self, body: Mapping[str, Any]) -> list[Finding]:
+        """``scan_body``, on the worker thread when the body holds more than ``INLINE_LIMIT``
+        characters, so that a flood of huge bodies cannot stall other requests."""
+        entries = entries_of(body, INLINE_LIMIT)  # a small body is read once, here
+        if entries is not None:
+            return self._scan(read_body(body, self._normalise, entries))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, partial(self.scan_body, body))
+
+    def _scan(self, text: BodyText) -> list[Finding]:
         found = self._run(text.whole)
         if text.junctions:
             found |= self._run(text.junctions)
         if text.unreadable and self._token_ids:
             found.add("unreadable_token_ids")
         return self._ordered(found)
-
-    async def scan_body_async(self, body: Mapping[str, Any]) -> list[Finding]:
-        """``scan_body``, on the worker thread when the body holds more than ``INLINE_LIMIT``
-        characters, so that a flood of huge bodies cannot stall other requests."""
-        if body_size(body, INLINE_LIMIT) <= INLINE_LIMIT:
-            return self.scan_body(body)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, partial(self.scan_body, body))
 
     def scan_text(self, text: str) -> list[Finding]:
         """Distinct findings in one text, scanned in full after normalisation."""
@@ -117,6 +120,12 @@ class Detector:
 def _slices(pattern: re.Pattern[str], text: str, overlap: int = OVERLAP) -> Iterator[re.Match[str]]:
     """``pattern.finditer(text)`` one slice at a time; a match is reported by the slice in
     which it starts. ``pos`` keeps look-behinds seeing the text before the slice."""
+    if len(text) <= SLICE:  # one slice (most texts): the plain search is the same search
+        return pattern.finditer(text)
+    return _sliced(pattern, text, overlap)
+
+
+def _sliced(pattern: re.Pattern[str], text: str, overlap: int) -> Iterator[re.Match[str]]:
     for start in range(0, len(text), SLICE):
         if start:
             time.sleep(0)  # hands the GIL to a waiting thread (the event loop) between slices

@@ -8,8 +8,8 @@ a `ServerBusy` from its relay, so every wire format ends it its own well-formed 
 ledger row is written), never cut silently. Then the ledger is flushed and the process exits.
 
 The stream's wait for its next upstream batch is the only place the deadline reaches: each wait
-registers an `asyncio.timeout` that the deadline moves to now. A second SIGTERM (or SIGINT)
-skips the delay.
+registers its `asyncio.timeout` (engine/relaying.py), which the deadline moves to now. A second
+SIGTERM (or SIGINT) skips the delay.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 from triage.errors import ServerBusy
 
 log = logging.getLogger("triage.drain")
-T = TypeVar("T")
 Handler = Callable[[int, FrameType | None], Any]
 
 
@@ -57,33 +56,16 @@ class Drain:
         for timer in list(self._timers):
             timer.reschedule(loop.time())
 
-    async def bounded(self, batches: AsyncIterator[T]) -> AsyncIterator[T]:
-        """`batches`, ended with a `ServerBusy` if the drain deadline passes first."""
-        iterator = aiter(batches)
-        try:
-            while True:
-                if self.cut:
-                    raise self._ended()
-                try:
-                    async with asyncio.timeout(None) as timer:
-                        self._timers.add(timer)
-                        try:
-                            item = await anext(iterator)
-                        finally:
-                            self._timers.discard(timer)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if not self.cut:
-                        raise
-                    raise self._ended() from None
-                yield item
-        finally:
-            closer = getattr(batches, "aclose", None)
-            if closer is not None:
-                await closer()
+    def watch(self, timer: asyncio.Timeout) -> None:
+        """A stream's wait for its upstream: the drain deadline moves `timer` to now (and the
+        stream, seeing `cut`, ends with `ended()`)."""
+        self._timers.add(timer)
 
-    def _ended(self) -> ServerBusy:
+    def unwatch(self, timer: asyncio.Timeout) -> None:
+        self._timers.discard(timer)
+
+    def ended(self) -> ServerBusy:
+        """What a stream ended by the drain deadline raises."""
         return ServerBusy(
             f"the server is shutting down: this stream was ended {self.timeout:g}s after "
             "the signal (server.drain_timeout)",

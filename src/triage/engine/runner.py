@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -23,6 +23,7 @@ from triage.config.schema import Config, Deployment
 from triage.engine.base import AttemptRecord, Batch, Call, Outcome, Reply, Timeouts, Transport
 from triage.engine.base import UpstreamStream as _Stream
 from triage.engine.drain import Drain
+from triage.engine.relaying import Relay
 from triage.engine.selection import choose
 from triage.errors import (
     AllAttemptsFailed,
@@ -32,7 +33,6 @@ from triage.errors import (
     ContextWindowExceeded,
     NoHealthyDeployment,
     PermissionDenied,
-    StreamStalled,
     TriageError,
     UpstreamError,
     UpstreamTimeout,
@@ -53,7 +53,7 @@ class StreamStart:
     """A stream whose first chunks have arrived: from here on, no fallback is possible."""
 
     first: Batch
-    rest: AsyncIterator[Batch]
+    rest: Relay  # closing it gives the deployment's slot back, even if never iterated
     outcome: Outcome
 
 
@@ -133,40 +133,16 @@ class Engine:
         total = params.stream_timeout or params.timeout or plan.timeout
         idle = outcome.deployment.model_info.stream_idle_timeout
         idle = idle or self.config.triage.stream_idle_timeout
-        rest = self._relay(upstream, outcome, min(deadline, self.clock() + total), idle)
-        if self.drain is not None:  # a shutdown ends it at the drain deadline
-            rest = self.drain.bounded(rest)
+        rest = Relay(
+            upstream,
+            outcome.deployment.id,
+            self.store,
+            self.clock,
+            finish_by=min(deadline, self.clock() + total),
+            idle=idle,
+            drain=self.drain,  # a shutdown ends it at the drain deadline
+        )
         return StreamStart(first=first, rest=rest, outcome=outcome)
-
-    async def _relay(
-        self, upstream: _Stream, outcome: Outcome, finish_by: float, idle: float
-    ) -> AsyncIterator[Batch]:
-        """The stream after its first batch: bounded by the deadline and by `idle` seconds
-        between reads (an upstream that stops sending without ending), never falls back."""
-        deployment = outcome.deployment.id
-        failed = False
-        try:
-            iterator = aiter(upstream)
-            while True:
-                left = finish_by - self.clock()
-                try:
-                    async with asyncio.timeout(max(0.0, min(left, idle))):
-                        batch = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    if left <= idle:
-                        raise UpstreamTimeout("stream exceeded its deadline") from None
-                    raise StreamStalled(f"the upstream sent nothing for {idle:g}s") from None
-                yield batch
-        except TriageError:
-            failed = True  # a client that goes away is not the deployment's fault
-            raise
-        finally:
-            await upstream.aclose()
-            self.store.release(deployment)
-            if failed:
-                self.store.record_failure(deployment, self.clock(), trips=True)
 
     async def _run(
         self,

@@ -6,9 +6,11 @@ the request is billed as a 200). `unless_gone` runs the handler in the request's
 lets one small watcher task wait for `http.disconnect`; on it, the handler's task is cancelled.
 The service's own `except asyncio.CancelledError` then records the request as 499, with the cost
 actually incurred (none, when nothing came back), and the runner releases the deployment.
-The watcher starts only once the handler has run for WATCH_AFTER seconds: a request answered
-sooner (most, with a local backend) never pays for a task, and one that takes longer is where a
-client leaving costs something.
+Under `triage serve` there is no watcher at all: the server's protocol (api/server.py) puts a
+`Hangup` on each request's scope and calls it when the connection is lost before the answer is
+complete, so a request pays for one small object instead of a timer and, past WATCH_AFTER, a
+task. Under any other ASGI server the watcher does the job: it starts only once the handler has
+run for WATCH_AFTER seconds, so a request answered sooner never pays for a task.
 Streams get the same from `sse.EventStream` once their first chunk is out; this covers the wait
 before it. It is also where a body upload the client abandons ends: quietly, as a 499.
 """
@@ -16,15 +18,54 @@ before it. It is also where a body upload the client abandons ends: quietly, as 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 T = TypeVar("T")
 WATCH_AFTER = 0.02  # seconds before a handler's disconnect watcher starts
 CLIENT_CLOSED = 499  # nginx's "client closed request": nothing is sent, it is for the logs
+
+
+HANGUP = "triage.hangup"  # the scope key of a request's Hangup
+
+
+class Hangup:
+    """Set by the server on a request's scope: `callback` (set by whoever waits on the request)
+    is called once if the client's connection is lost before the response is complete; `gone`
+    stays set for whoever starts waiting later."""
+
+    __slots__ = ("callback", "gone")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+        self.gone = False
+
+    def watch(self, leave: Callable[[], None]) -> Callable[[], None]:
+        """Call `leave` on a hangup (at once: the client is gone already); returns what stops
+        that (a watch around this one gets its callback back)."""
+        if self.gone:  # the next await of whoever watches ends their work
+            leave()
+        outer, self.callback = self.callback, leave
+
+        def restore() -> None:
+            self.callback = outer
+
+        return restore
+
+    def fire(self) -> None:
+        self.gone = True
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
+
+
+def hangup_of(scope: Scope) -> Hangup | None:
+    hangup: Hangup | None = scope.get(HANGUP)
+    return hangup
 
 
 def gone() -> Response:
@@ -40,20 +81,13 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T | None:
     task = asyncio.current_task()
     assert task is not None
     left = False
-    watcher: asyncio.Task[None] | None = None
 
-    async def watch() -> None:
+    def leave() -> None:
         nonlocal left
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
         left = True
         task.cancel()  # delivered at the await where the handler is waiting now
 
-    def start() -> None:
-        nonlocal watcher
-        watcher = asyncio.create_task(watch())
-
-    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, start)
+    stop = on_hangup(request.scope, request.receive, leave, after=WATCH_AFTER)
     try:
         return await work
     except asyncio.CancelledError:
@@ -62,6 +96,37 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T | None:
         task.uncancel()
         return None
     finally:
-        timer.cancel()
+        stop()
+
+
+def on_hangup(
+    scope: Scope, receive: Receive, leave: Callable[[], None], *, after: float = 0.0
+) -> Callable[[], None]:
+    """Call `leave` once if the client goes away; returns what stops watching. Through the
+    server's `Hangup` where there is one; elsewhere a task reads `receive` for the disconnect,
+    starting `after` seconds from now (0: at once). Call it once the request body was read."""
+    hangup = hangup_of(scope)
+    if hangup is not None:
+        return hangup.watch(leave)
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        leave()
+
+    def start() -> None:
+        nonlocal watcher
+        watcher = asyncio.create_task(watch())
+
+    timer = asyncio.get_running_loop().call_later(after, start) if after > 0 else None
+    if timer is None:
+        start()
+
+    def stop() -> None:
+        if timer is not None:
+            timer.cancel()
         if watcher is not None:
             watcher.cancel()
+
+    return stop

@@ -10,7 +10,9 @@ client that trickles its headers or its body, and answers `limit_concurrency` wi
 - the body due within `server.body_timeout` of the end of the headers: a late one gets a 408
   while no answer has started (the app then sees a disconnect), and the connection is closed;
 - at most `server.max_connections` open connections: one over the cap gets a 503 once its
-  headers are in (its header deadline still holds while they trickle).
+  headers are in (its header deadline still holds while they trickle);
+- a `Hangup` on every request's scope, fired when the connection is lost before the answer is
+  complete: how a handler learns that its client left without a watcher task (disconnect.py).
 
 Every refusal is an OpenAI-shaped JSON error with `connection: close`. Header limits are
 counted on the bytes received, because httptools buffers a header until it is complete.
@@ -30,6 +32,7 @@ from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from triage.api.disconnect import HANGUP, Hangup, hangup_of
 from triage.api.errors import error_body
 from triage.config.schema import ServerSettings
 from triage.errors import (
@@ -120,7 +123,12 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            hangup = hangup_of(cycle.scope)  # type: ignore[arg-type]
+            if hangup is not None:
+                hangup.fire()  # the handler waiting on this request ends now (disconnect.py)
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -152,6 +160,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[HANGUP] = Hangup()  # type: ignore[literal-required]
         if self._timer is None:  # a later request on a kept-alive connection
             self._arm(self.bounds.header_timeout, self._headers_late)
 

@@ -4,8 +4,8 @@
 two reasons measured on the relay path:
 - `[DONE]` goes out in the same ASGI message (one socket write) as the last chunks and the end
   of the body;
-- a client that goes away is noticed by one small watcher task that cancels the relay, instead
-  of an anyio task group per response.
+- a client that goes away is noticed by the server's `Hangup` (disconnect.py), or elsewhere by
+  one small watcher task, that cancels the relay, instead of an anyio task group per response.
 Either way the chunk pipeline is closed when the response ends for any reason, including a
 client that went away: leaving it to the garbage collector would let the upstream keep
 generating for a client that is gone.
@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from triage.api.disconnect import on_hangup
 from triage.api.errors import sse_error
 from triage.engine.base import Relayed
 from triage.errors import TriageError
@@ -63,16 +64,12 @@ class EventStream(Response):
         assert task is not None
         state = {"done": False, "gone": False}
 
-        async def watch() -> None:
-            # The request body was read before the response started: what comes now is the
-            # disconnect (or, once the response is complete, uvicorn's end of the cycle).
-            while (await receive())["type"] != "http.disconnect":
-                pass
+        def leave() -> None:
             if not state["done"]:
                 state["gone"] = True
                 task.cancel()
 
-        watcher = asyncio.create_task(watch())
+        stop = on_hangup(scope, receive, leave)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for frame in self._body:
@@ -90,5 +87,5 @@ class EventStream(Response):
             task.uncancel()  # the client left: nothing more to send, and nothing went wrong
         finally:
             state["done"] = True
-            watcher.cancel()
+            stop()
             await self._body.aclose()

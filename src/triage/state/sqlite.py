@@ -1,23 +1,40 @@
 """Per-key limits on a local SQLite file: one set of counters for every worker process of a
 machine (`serve --workers N`).
 
-Each `reserve` is one `BEGIN IMMEDIATE` transaction: SQLite's write lock makes the
+Every change is made inside a `BEGIN IMMEDIATE` transaction: SQLite's write lock makes the
 read-check-write atomic across processes, so N workers enforce one rpm, one tpm and one budget.
-The rules themselves are `limits.decide`, shared with the memory backend. Money is TEXT
-(Decimal round-trips exactly); the sums are done in Python inside the transaction.
+The rules themselves are `limits.decide`, shared with the memory and Redis backends.
+
+What a request costs is independent of the traffic in the window:
+- `totals` keeps, per key, running counts (requests and tokens in the window, money held and
+  holds in flight) and the spend of the current day and month, one row read and written per
+  transaction. Rows entering or leaving the window adjust it; expiry deletes only the rows that
+  fell out (a range of the `(key_id, at)` primary key), never counts the window.
+- `win` (the rpm/tpm window) and `holds` (unsettled worst cases, lapsing after `ttl`) are keyed
+  by (key_id, at, id), so settle finds a reservation's rows without a secondary index.
+- Calls are queued and run together: the operations that arrive during one turn of the event
+  loop share one transaction (one lock, one commit), each still decided on its own, in order.
+- The connection never waits inside SQLite for the write lock (its busy handler sleeps whole
+  milliseconds on the event loop): a busy file is retried on later loop turns, so the worker
+  keeps serving meanwhile and more calls join the batch; after `patience` seconds the waiting
+  calls fail with `StoreDown` and the guard applies the key's policy.
+Money is TEXT (Decimal round-trips exactly) and summed in Python.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from triage.state.limits import (
-    PERIODS,
     WINDOW,
     ZERO,
     Ask,
@@ -28,146 +45,307 @@ from triage.state.limits import (
     SpendSince,
     decide,
     new_id,
+    period_end,
     period_start,
 )
+from triage.state.redis_conn import StoreDown
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (key_id TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS requests_key_at ON requests (key_id, at);
-CREATE TABLE IF NOT EXISTS tokens (
-  rid TEXT PRIMARY KEY, key_id TEXT NOT NULL, at REAL NOT NULL, n INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS tokens_key_at ON tokens (key_id, at);
-CREATE TABLE IF NOT EXISTS held (
-  rid TEXT PRIMARY KEY, key_id TEXT NOT NULL, at REAL NOT NULL, cost TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS spend (
-  key_id TEXT NOT NULL, period TEXT NOT NULL, start REAL NOT NULL, amount TEXT NOT NULL,
-  PRIMARY KEY (key_id, period));
+CREATE TABLE IF NOT EXISTS win (
+  key_id TEXT NOT NULL, at REAL NOT NULL, rid TEXT NOT NULL, n INTEGER NOT NULL,
+  settled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key_id, at, rid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
+  key_id TEXT NOT NULL, at REAL NOT NULL, rid TEXT NOT NULL, cost TEXT NOT NULL,
+  PRIMARY KEY (key_id, at, rid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS totals (
+  key_id TEXT PRIMARY KEY, requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
+  held TEXT NOT NULL, holds INTEGER NOT NULL, day REAL NOT NULL, day_spent TEXT NOT NULL,
+  month REAL NOT NULL, month_spent TEXT NOT NULL) WITHOUT ROWID;
+DROP TABLE IF EXISTS requests;
+DROP TABLE IF EXISTS tokens;
+DROP TABLE IF EXISTS held;
+DROP TABLE IF EXISTS spend
 """
+# The last four are the windows of the first layout, which counted them on every call; its
+# `spend` goes too: spend is seeded from the ledger when a key is first seen.
+
+_LOAD = "SELECT * FROM totals WHERE key_id = ?"
+_STORE = "INSERT OR REPLACE INTO totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_LEAVE = "DELETE FROM win WHERE key_id = ? AND at <= ? RETURNING n"
+_LAPSE = "DELETE FROM holds WHERE key_id = ? AND at <= ? RETURNING cost"
+_PATIENCE = 10.0  # seconds a call may wait for the write lock, as busy_timeout did before
+
+
+@dataclass(slots=True)
+class _Totals:
+    """One key's row of `totals`, as this transaction sees it."""
+
+    requests: int
+    tokens: int
+    held: Decimal
+    holds: int
+    day: float
+    day_spent: Decimal
+    month: float
+    month_spent: Decimal
+    swept: float = float("-inf")  # the window is already expired up to here in this batch
+
+    def row(self, key_id: str) -> tuple[object, ...]:
+        held, day, month = str(self.held), str(self.day_spent), str(self.month_spent)
+        return (
+            key_id,
+            self.requests,
+            self.tokens,
+            held,
+            self.holds,
+            self.day,
+            day,
+            self.month,
+            month,
+        )
+
+
+@dataclass(slots=True)
+class _Call:
+    run: Callable[[], Any]
+    future: asyncio.Future[Any]
+    since: float
+    droppable: bool  # a reserve nobody waits for any more need not run
 
 
 class SqliteLimits:
-    """The limit store shared through a file. Calls are short transactions on the caller's
-    thread; `busy_timeout` makes a worker wait its turn for the write lock."""
+    """The limit store shared through a file, used from one event loop at a time."""
 
     def __init__(
-        self, path: str | Path, spend_since: SpendSince | None = None, *, ttl: float = 900.0
+        self,
+        path: str | Path,
+        spend_since: SpendSince | None = None,
+        *,
+        ttl: float = 900.0,
+        patience: float = _PATIENCE,
     ) -> None:
         self.path = str(path)
         self.spend_since = spend_since
         self.ttl = ttl
+        self.patience = patience
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 10000")
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=patience
+        )
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
-        with self._transaction():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction: the lock orders this process's threads, SQLite's write lock
-        orders the processes."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; COMMIT")
+        self._db.execute("PRAGMA busy_timeout = 0")
+        self._queue: list[_Call] = []
+        self._pending: asyncio.Handle | None = None
+        self._batch: dict[str, _Totals] = {}
+        self._periods = (0.0, 0.0, 0.0, 0.0)  # day start, day end, month start, month end
 
     async def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
-        # Run on the event loop: a local transaction takes tens of microseconds, less than a
-        # hop to a thread would.
-        with self._transaction():
-            return self._reserve(ask, now)
-
-    def _reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
-        self._expire(ask.key_id, now)
-        refusal = decide(ask, self._counted(ask.key_id, now), now)
-        if refusal is not None:
-            return refusal
-        reservation = Reservation(new_id(), ask.key_id, ask.tokens, ask.cost, now)
-        db = self._db
-        db.execute("INSERT INTO requests VALUES (?, ?)", (ask.key_id, now))
-        db.execute(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?)",
-            (reservation.id, ask.key_id, now, ask.tokens),
-        )
-        db.execute(
-            "INSERT INTO held VALUES (?, ?, ?, ?)",
-            (reservation.id, ask.key_id, now, str(ask.cost)),
-        )
-        return reservation
+        future = self._submit(partial(self._reserve, ask, now), droppable=True)
+        try:
+            result: Reservation | Refusal = await future
+        except asyncio.CancelledError:  # cancelled after it ran: give the hold back
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._release(future.result(), now)
+            raise
+        return result
 
     async def settle(
         self, reservation: Reservation, tokens: int, cost: Decimal, now: float
     ) -> None:
-        with self._transaction():
-            db = self._db
-            db.execute("UPDATE tokens SET n = ? WHERE rid = ?", (tokens, reservation.id))
-            db.execute("DELETE FROM held WHERE rid = ?", (reservation.id,))
-            for period, _ in PERIODS:
-                start, spent = self._period(reservation.key_id, now, period)
-                self._store_period(reservation.key_id, period, start, spent + cost)
+        # Runs even if the caller is cancelled meanwhile: a hold must not outlive its request.
+        await self._submit(partial(self._settle, reservation, tokens, cost, now))
 
     async def snapshot(self, key_id: str, now: float) -> Snapshot:
-        with self._transaction():
-            self._expire(key_id, now)
-            counted = self._counted(key_id, now)
-            in_flight = self._db.execute(
-                "SELECT COUNT(*) FROM held WHERE key_id = ?", (key_id,)
-            ).fetchone()[0]
-        return Snapshot(
-            counted.requests,
-            counted.tokens,
-            counted.spent["day"],
-            counted.spent["month"],
-            counted.held,
-            int(in_flight),
-        )
+        result: Snapshot = await self._submit(partial(self._snapshot, key_id, now))
+        return result
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _expire(self, key_id: str, now: float) -> None:
-        db = self._db
-        db.execute("DELETE FROM requests WHERE key_id = ? AND at <= ?", (key_id, now - WINDOW))
-        db.execute("DELETE FROM tokens WHERE key_id = ? AND at <= ?", (key_id, now - WINDOW))
-        db.execute("DELETE FROM held WHERE key_id = ? AND at <= ?", (key_id, now - self.ttl))
+    # -- the queue: many calls, one transaction ---------------------------------------------
 
-    def _counted(self, key_id: str, now: float) -> Counted:
-        db = self._db
-        requests, oldest_request = db.execute(
-            "SELECT COUNT(*), MIN(at) FROM requests WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        tokens, oldest_tokens = db.execute(
-            "SELECT COALESCE(SUM(n), 0), MIN(at) FROM tokens WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        held = db.execute("SELECT cost FROM held WHERE key_id = ?", (key_id,)).fetchall()
-        return Counted(
-            requests=int(requests),
-            oldest_request=oldest_request,
-            tokens=int(tokens),
-            oldest_tokens=oldest_tokens,
-            spent={p: self._period(key_id, now, p)[1] for p, _ in PERIODS},
-            held=sum((Decimal(c) for (c,) in held), ZERO),
+    def _submit(self, run: Callable[[], Any], *, droppable: bool = False) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append(_Call(run, future, time.monotonic(), droppable))
+        if self._pending is None:
+            self._pending = loop.call_soon(self._flush, loop, 0)
+        return future
+
+    def _release(self, result: Reservation | Refusal, now: float) -> None:
+        if isinstance(result, Reservation):
+            future = self._submit(partial(self._settle, result, 0, ZERO, now))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, tries: int) -> None:
+        self._pending = None
+        calls = [c for c in self._queue if not (c.droppable and c.future.cancelled())]
+        self._queue = []
+        if not calls:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    return _fail(calls, exc)
+                return self._wait(loop, calls, tries)
+            results = self._run(calls)
+        if isinstance(results, list):
+            for call, result in zip(calls, results, strict=True):
+                if not call.future.done():
+                    call.future.set_result(result)
+            return
+        culprit, error = results
+        if culprit is None:  # the commit failed: nothing of the batch happened
+            return _fail(calls, error)
+        _fail([culprit], error)  # the others did nothing wrong: they go again
+        self._queue[:0] = [c for c in calls if c is not culprit]
+        if self._pending is None:
+            self._pending = loop.call_soon(self._flush, loop, 0)
+
+    def _run(self, calls: list[_Call]) -> list[Any] | tuple[_Call | None, Exception]:
+        """Runs `calls` in the open transaction and commits: their results, or (the call that
+        raised, or None if the commit did, and the error) after rolling all of them back."""
+        results: list[Any] = []
+        self._batch = {}
+        try:
+            for call in calls:
+                results.append(call.run())
+            for key_id, totals in self._batch.items():
+                self._db.execute(_STORE, totals.row(key_id))
+            self._db.execute("COMMIT")
+        except Exception as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            return (calls[len(results)] if len(results) < len(calls) else None), exc
+        finally:
+            self._batch = {}
+        return results
+
+    def _wait(self, loop: asyncio.AbstractEventLoop, calls: list[_Call], tries: int) -> None:
+        """The file is busy with another worker's transaction: try again on a later turn of
+        the loop (the first few at once, then backing off to a few milliseconds)."""
+        if time.monotonic() - calls[0].since > self.patience:
+            error = StoreDown(f"the state file stayed locked for {self.patience:g} s")
+            return _fail(calls, error)
+        self._queue[:0] = calls
+        if tries < 3:
+            self._pending = loop.call_soon(self._flush, loop, tries + 1)
+        else:
+            delay = min(0.0005 * 2 ** (tries - 3), 0.004)
+            self._pending = loop.call_later(delay, self._flush, loop, tries + 1)
+
+    # -- the operations, inside a transaction -----------------------------------------------
+
+    def _reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
+        totals = self._totals(ask.key_id, now)
+        counted = Counted(
+            totals.requests,
+            None,
+            totals.tokens,
+            None,
+            {"day": totals.day_spent, "month": totals.month_spent},
+            totals.held,
+        )
+        refusal = decide(ask, counted, now)
+        if refusal is not None:
+            if refusal.limit in ("rpm", "tpm"):  # its Retry-After comes from the oldest row
+                oldest = self._db.execute(
+                    "SELECT MIN(at) FROM win WHERE key_id = ?", (ask.key_id,)
+                ).fetchone()[0]
+                counted = replace(counted, oldest_request=oldest, oldest_tokens=oldest)
+                refusal = decide(ask, counted, now) or refusal
+            return refusal
+        reservation = Reservation(new_id(), ask.key_id, ask.tokens, ask.cost, now)
+        row = (ask.key_id, now, reservation.id)
+        self._db.execute("INSERT INTO win VALUES (?, ?, ?, ?, 0)", (*row, ask.tokens))
+        self._db.execute("INSERT INTO holds VALUES (?, ?, ?, ?)", (*row, str(ask.cost)))
+        totals.requests += 1
+        totals.tokens += ask.tokens
+        totals.held += ask.cost
+        totals.holds += 1
+        return reservation
+
+    def _settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
+        r = reservation
+        totals = self._totals(r.key_id, now)
+        row = (r.key_id, r.at, r.id)
+        if self._db.execute(
+            "UPDATE win SET n = ?, settled = 1 WHERE key_id = ? AND at = ? AND rid = ? "
+            "AND settled = 0",
+            (tokens, *row),
+        ).rowcount:  # still in the window: the running total follows
+            totals.tokens += tokens - r.tokens
+        if self._db.execute(
+            "DELETE FROM holds WHERE key_id = ? AND at = ? AND rid = ?", row
+        ).rowcount:  # not lapsed, not settled before
+            totals.held -= r.cost
+            totals.holds -= 1
+        totals.day_spent += cost
+        totals.month_spent += cost
+
+    def _snapshot(self, key_id: str, now: float) -> Snapshot:
+        t = self._totals(key_id, now)
+        return Snapshot(t.requests, t.tokens, t.day_spent, t.month_spent, t.held, t.holds)
+
+    def _totals(self, key_id: str, now: float) -> _Totals:
+        """The key's totals at `now`: its periods current (seeded from the ledger when one
+        begins) and the rows that left the window or lapsed taken out."""
+        totals = self._batch.get(key_id)
+        if totals is None:
+            totals = self._batch[key_id] = self._load(key_id, now)
+        day, month = self._period_starts(now)
+        if totals.day != day:
+            totals.day, totals.day_spent = day, self._seed(key_id, day)
+        if totals.month != month:
+            totals.month, totals.month_spent = month, self._seed(key_id, month)
+        if now > totals.swept:
+            self._sweep(key_id, totals, now)
+        return totals
+
+    def _load(self, key_id: str, now: float) -> _Totals:
+        row = self._db.execute(_LOAD, (key_id,)).fetchone()
+        if row is None:
+            return _Totals(0, 0, ZERO, 0, float("nan"), ZERO, float("nan"), ZERO)
+        _, requests, tokens, held, holds, day, day_spent, month, month_spent = row
+        return _Totals(
+            requests,
+            tokens,
+            Decimal(held),
+            holds,
+            day,
+            Decimal(day_spent),
+            month,
+            Decimal(month_spent),
         )
 
-    def _period(self, key_id: str, now: float, period: str) -> tuple[float, Decimal]:
-        start = period_start(now, period)
-        row = self._db.execute(
-            "SELECT start, amount FROM spend WHERE key_id = ? AND period = ?", (key_id, period)
-        ).fetchone()
-        if row is not None and row[0] == start:
-            return start, Decimal(row[1])
-        seeded = self.spend_since(key_id, start) if self.spend_since else ZERO
-        self._store_period(key_id, period, start, seeded)
-        return start, seeded
+    def _sweep(self, key_id: str, totals: _Totals, now: float) -> None:
+        left = self._db.execute(_LEAVE, (key_id, now - WINDOW)).fetchall()
+        if left:
+            totals.requests -= len(left)
+            totals.tokens -= sum(n for (n,) in left)
+        lapsed = self._db.execute(_LAPSE, (key_id, now - self.ttl)).fetchall()
+        if lapsed:  # abandoned (a crashed worker): its spend hold lapses
+            totals.held -= sum((Decimal(c) for (c,) in lapsed), ZERO)
+            totals.holds -= len(lapsed)
+        totals.swept = now
 
-    def _store_period(self, key_id: str, period: str, start: float, amount: Decimal) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?)", (key_id, period, start, str(amount))
-        )
+    def _seed(self, key_id: str, start: float) -> Decimal:
+        return self.spend_since(key_id, start) if self.spend_since else ZERO
+
+    def _period_starts(self, now: float) -> tuple[float, float]:
+        day, day_end, month, month_end = self._periods
+        if not (day <= now < day_end and month <= now < month_end):
+            day, month = period_start(now, "day"), period_start(now, "month")
+            self._periods = (day, period_end(now, "day"), month, period_end(now, "month"))
+        return day, month
+
+
+def _fail(calls: list[_Call], error: BaseException) -> None:
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(error)

@@ -11,9 +11,8 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -22,6 +21,9 @@ from triage.api.deps import state
 from triage.config.schema import Config
 from triage.engine.probe import probe
 from triage.state import DeploymentState, Store
+
+if TYPE_CHECKING:
+    import httpx  # the probe client is built on first use (api/app.py)
 
 router = APIRouter()
 PROBE_TIMEOUT = 2.0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from triage.config.schema import Deployment
 from triage.engine.native import DEFAULT_API_BASES
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASES = {
     **DEFAULT_API_BASES,
@@ -43,6 +46,8 @@ async def probe(client: httpx.AsyncClient, deployment: Deployment, timeout: floa
     if request is None:
         return True  # nothing free to ask; live traffic decides
     url, headers = request
+    import httpx  # here, not at import: serve starts without httpx until a probe runs
+
     try:
         response = await client.get(url, headers=headers, timeout=timeout)
     except (TimeoutError, httpx.HTTPError, OSError):

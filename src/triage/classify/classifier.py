@@ -18,7 +18,7 @@ from triage.classify.difficulty import difficulty
 from triage.classify.features import Analysis, analyse
 from triage.classify.linear import LinearModel, pack, softmax
 from triage.classify.prompt import Prompt, earlier_user_text, from_messages, from_text
-from triage.classify.rules import RULE_PRECISION, apply_rules, follows_up, hint_ids
+from triage.classify.rules import RULE_PRECISION, RuleHit, apply_rules, follows_up, hint_ids
 from triage.classify.sgd import Example, SgdSettings, example, fit
 from triage.classify.store import Weights
 from triage.classify.taxonomy import DEFAULT_TIERS, HEAVY_TASKS, TASKS, check_label
@@ -34,6 +34,7 @@ INHERIT = 0.7
 # sure of it alone; one that opens like a continuation ("now ...", "what if ...") always does.
 STANDS_ALONE = 0.9
 HEAVY = tuple(index for index, task in enumerate(TASKS) if task in HEAVY_TASKS)
+TIERS = tuple(DEFAULT_TIERS[task] for task in TASKS)
 
 
 @dataclass(frozen=True)
@@ -125,15 +126,20 @@ class Classifier:
             messages, has_tools=has_tools, has_response_format=has_response_format
         )
         analysis = analyse(prompt)
-        how = follows_up(analysis) if apply_rules(analysis) is None else None
+        hit = apply_rules(analysis)
+        probs = self._model_probabilities(analysis)
+        if hit is not None:
+            return self._ruled(analysis, probs, hit)
+        how = follows_up(analysis)
         if how is not None:
             earlier = earlier_user_text(messages)
-            now = self.probabilities(analysis)
-            if earlier.strip() and (how == "opener" or max(now) < STANDS_ALONE):
+            if earlier.strip() and (how == "opener" or max(probs) < STANDS_ALONE):
                 before = self.probabilities(analyse(from_text(earlier)))
-                mixed = [(1 - INHERIT) * a + INHERIT * b for a, b in zip(now, before, strict=True)]
+                mixed = [
+                    (1 - INHERIT) * a + INHERIT * b for a, b in zip(probs, before, strict=True)
+                ]
                 return self._decide(analysis, mixed, "followup")
-        return self._classify(analysis, rules=True)
+        return self._decide(analysis, probs, "model")
 
     def classify_text(self, text: str) -> Classification:
         """Classify a single user message."""
@@ -145,27 +151,26 @@ class Classifier:
 
     def probabilities(self, analysis: Analysis) -> list[float]:
         """The model's calibrated probabilities in TASKS order (override rules included)."""
-        probs = softmax(self._model.logits(feature_ids(analysis), analysis.context_ids))
+        probs = self._model_probabilities(analysis)
         hit = apply_rules(analysis)
-        if hit is not None:
-            best = TASKS.index(hit.task)
-            probs = [(1.0 - RULE_PRECISION) * p for p in probs]
-            probs[best] += RULE_PRECISION
-        return probs
+        return probs if hit is None else _with_rule(probs, hit)
+
+    def _model_probabilities(self, analysis: Analysis) -> list[float]:
+        return softmax(self._model.logits(feature_ids(analysis), analysis.context_ids))
 
     def _classify(self, analysis: Analysis, *, rules: bool) -> Classification:
-        probs = softmax(self._model.logits(feature_ids(analysis), analysis.context_ids))
+        probs = self._model_probabilities(analysis)
         hit = apply_rules(analysis) if rules else None
         if hit is None:
             return self._decide(analysis, probs, "model")
-        best = TASKS.index(hit.task)
-        probs = [(1.0 - RULE_PRECISION) * p for p in probs]
-        probs[best] += RULE_PRECISION
-        return self._result(analysis, probs, best, f"rule:{hit.name}")
+        return self._ruled(analysis, probs, hit)
+
+    def _ruled(self, analysis: Analysis, probs: list[float], hit: RuleHit) -> Classification:
+        return self._result(analysis, _with_rule(probs, hit), TASKS.index(hit.task), hit.reason)
 
     def _decide(self, analysis: Analysis, probs: list[float], reason: str) -> Classification:
         best = probs.index(max(probs))
-        if best not in HEAVY and sum(probs[i] for i in HEAVY) >= self._heavy_threshold:
+        if best not in HEAVY and sum(map(probs.__getitem__, HEAVY)) >= self._heavy_threshold:
             best = max(HEAVY, key=probs.__getitem__)
             reason = "heavy_head"
         return self._result(analysis, probs, best, reason)
@@ -175,10 +180,17 @@ class Classifier:
     ) -> Classification:
         task = TASKS[best]
         return Classification(
-            task=task,
-            probabilities=MappingProxyType(dict(zip(TASKS, probs, strict=True))),
-            confidence=probs[best],
-            tier=DEFAULT_TIERS[task],
-            difficulty=difficulty(analysis, task),
-            reason=reason,
+            task,
+            MappingProxyType(dict(zip(TASKS, probs, strict=True))),
+            probs[best],
+            TIERS[best],
+            difficulty(analysis, task),
+            reason,
         )
+
+
+def _with_rule(probs: list[float], hit: RuleHit) -> list[float]:
+    """The model's probabilities shrunk to make room for a rule's precision on its task."""
+    shrunk = [(1.0 - RULE_PRECISION) * p for p in probs]
+    shrunk[TASKS.index(hit.task)] += RULE_PRECISION
+    return shrunk

@@ -11,6 +11,7 @@ body), so it costs a few set lookups rather than another regex pass over the tex
 from __future__ import annotations
 
 import math
+from itertools import chain, repeat
 from typing import Final
 
 from triage.classify.features import Analysis
@@ -39,31 +40,40 @@ W_CONSTRAINTS: Final = 0.45
 W_EXTRAS: Final = 0.1
 
 
+# Both vocabularies in one dict, counts packed (step words low, constraint words high): one
+# lookup per word counts both.
+_CUE_SHIFT: Final = 32
+_CUE_LOW: Final = (1 << _CUE_SHIFT) - 1
+_CUES: Final = dict.fromkeys(_STEP_WORDS, 1)
+for _word in _CONSTRAINT_WORDS:
+    _CUES[_word] = _CUES.get(_word, 0) + (1 << _CUE_SHIFT)
+del _word
+
+
 def difficulty(analysis: Analysis, task: str) -> float:
     """Difficulty in [0, 1]: "hi" is near 0, everyday questions sit around 0.1-0.3, and only
     prompts with several strong cues (long, mathematical, multi-step, constrained code) pass 0.8."""
     prompt, sig = analysis.prompt, analysis.signals
     # Cues in the instruction and the start of the body; deep inside a pasted document they
     # belong to the document, not to the request.
-    words, body_words = analysis.words, analysis.body_words
-    step_cues = sum(map(_STEP_WORDS.__contains__, words))
-    step_cues += sum(map(_STEP_WORDS.__contains__, body_words))
-    constraint_cues = sum(map(_CONSTRAINT_WORDS.__contains__, words))
-    constraint_cues += sum(map(_CONSTRAINT_WORDS.__contains__, body_words))
+    cues = sum(map(_CUES.get, chain(analysis.words, analysis.body_words), repeat(0)))
+    step_cues, constraint_cues = cues & _CUE_LOW, cues >> _CUE_SHIFT
+    length = sig.length
     # Bulleted requirements count as constraints; in a long paste bullets are the document's.
-    if sig.length <= BULLET_SCAN:
+    if length <= BULLET_SCAN:
         constraint_cues += sum(map(prompt.text.count, _BULLETS))
-    instruction_len = max(len(prompt.instruction), 1)
-    code_share = sig.code_chars / max(sig.length, 1)
-    strengths = (
-        (W_LENGTH, math.log1p(sig.length) / _LOG_LONG),
-        (W_MATH, 4.0 * (sig.math_chars + 2 * analysis.math_words) / instruction_len),
-        (W_STEPS, step_cues / 3 + (0.5 if task == "reasoning" else 0.0)),
-        (W_CODE, 1.0 if sig.fence or task == "code" else code_share * 15),
-        (W_CONSTRAINTS, constraint_cues / 4),
-        (W_EXTRAS, 0.5 * (prompt.has_tools + prompt.has_response_format)),
-    )
-    easy = 1.0
-    for weight, strength in strengths:
-        easy *= 1.0 - weight * min(1.0, strength)
+    instruction_len = len(prompt.instruction) or 1
+    # Each factor is 1 - weight * min(1, strength), multiplied in a fixed order.
+    strength = math.log1p(length) / _LOG_LONG
+    easy = 1.0 - W_LENGTH * (strength if strength < 1.0 else 1.0)
+    strength = 4.0 * (sig.math_chars + 2 * analysis.math_words) / instruction_len
+    easy *= 1.0 - W_MATH * (strength if strength < 1.0 else 1.0)
+    strength = step_cues / 3 + (0.5 if task == "reasoning" else 0.0)
+    easy *= 1.0 - W_STEPS * (strength if strength < 1.0 else 1.0)
+    strength = 1.0 if sig.fence or task == "code" else sig.code_chars / (length or 1) * 15
+    easy *= 1.0 - W_CODE * (strength if strength < 1.0 else 1.0)
+    strength = constraint_cues / 4
+    easy *= 1.0 - W_CONSTRAINTS * (strength if strength < 1.0 else 1.0)
+    strength = 0.5 * (prompt.has_tools + prompt.has_response_format)
+    easy *= 1.0 - W_EXTRAS * (strength if strength < 1.0 else 1.0)
     return max(0.0, min(1.0, 1.0 - easy))

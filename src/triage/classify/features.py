@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from itertools import chain, repeat
 from operator import and_, xor
 from typing import NamedTuple
@@ -41,8 +42,13 @@ BODY_SAMPLE = 120
 # The last line of a long turn often holds the ask ("...\n\nWhat is wrong with this code?").
 TAIL_LINE = 220
 
+# Tokens are runs of [0-9a-z_\x80-\xff] (digits folded to 0) and single ? ! : characters;
+# words_of maps every other byte to a space. _TOKEN says the same as a regex (for reference).
 _TOKEN = re.compile(rb"[0-9a-z_\x80-\xff]+|[?!:]")
-_DIGIT_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TOKEN_KEEP = frozenset(b"abcdefghijklmnopqrstuvwxyz_?!:") | frozenset(range(0x80, 0x100))
+_TOKEN_BYTES = bytes(
+    byte if byte in _TOKEN_KEEP else 0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256)
+)
 _DIGITS = b"0123456789"
 _MATH_OPS = b"0123456789+*/=^%\xc3\x97\xc3\xb7"
 _CODE_CHARS = b"{}();<>[]=_"
@@ -73,6 +79,7 @@ _REASONING_CUES = (
     "explain your answer",
     "estimate",
 )
+_YOUR_CUES = tuple(cue for cue in _REASONING_CUES if "your" in cue)
 # Something only code has: an error class name, snake_case, camelCase, a call or a method call.
 _IDENTIFIER = re.compile(
     r"[a-z](?:Error|Exception)\b|\b[a-z]+_[a-z0-9_]+\b|\b[a-z]+[A-Z][a-z]\w*|\w\.\w+\(|\w\(\)"
@@ -144,27 +151,31 @@ def signals(prompt: Prompt) -> Signals:
     )
 
 
-def dense_ids(prompt: Prompt, sig: Signals, code_words: int, math_words: int) -> list[int]:
+def dense_ids(
+    prompt: Prompt, sig: Signals, code_words: int, math_words: int, body_scan: str
+) -> list[int]:
     """Dense indicators as reserved slots, so the linear model weighs them like words.
 
     The two lexicon counts let a few hundred examples generalise: the model learns one weight
     for "mentions programming vocabulary" instead of one per language or tool name.
+    `body_scan` is the first SIGNAL_SCAN characters of the body.
     """
     instruction = prompt.instruction
+    length = sig.length
     ids = [
-        DENSE + bisect_right((24, 64, 160, 400, 1500), sig.length),
-        DENSE + 8 + bisect_right((1, 80, 300, 1200), sig.passage),
-        DENSE + 16 + bisect_right((0.01, 0.03, 0.06, 0.1), sig.code_chars / max(sig.length, 1)),
-        DENSE + 24 + bisect_right((1, 5, 15), 100 * sig.math_chars / max(len(instruction), 1)),
-        DENSE + 32 + bisect_right((0.02, 0.15, 0.6), sig.non_ascii),
-        DENSE + 40 + min(sig.questions, 2),
-        DENSE + 48 + bisect_right((1, 3, 6), sig.commas),
-        DENSE + 64 + min(code_words, 3),
-        DENSE + 72 + min(math_words, 3),
-        DENSE + 80 + min(_cues(prompt.text[:SIGNAL_SCAN].lower()), 2),
-        DENSE + 88 + bisect_right((0.02, 0.06, 0.12), _density(prompt.body[:SIGNAL_SCAN])),
+        DENSE + bisect_right(_LENGTH_STEPS, length),
+        DENSE + 8 + bisect_right(_PASSAGE_STEPS, sig.passage),
+        DENSE + 16 + bisect_right(_CODE_STEPS, sig.code_chars / (length or 1)),
+        DENSE + 24 + bisect_right(_MATH_STEPS, 100 * sig.math_chars / (len(instruction) or 1)),
+        DENSE + 32 + bisect_right(_NON_ASCII_STEPS, sig.non_ascii),
+        DENSE + 40 + (sig.questions if sig.questions < 2 else 2),
+        DENSE + 48 + bisect_right(_COMMA_STEPS, sig.commas),
+        DENSE + 64 + (code_words if code_words < 3 else 3),
+        DENSE + 72 + (math_words if math_words < 3 else 3),
+        DENSE + 80 + _cues(prompt.text[:SIGNAL_SCAN].lower()),
+        DENSE + 88 + bisect_right(_DENSITY_STEPS, _density(body_scan)),
     ]
-    if any(map(prompt.body[:SIGNAL_SCAN].__contains__, FAILURE_MARKERS)):
+    if body_scan and any(map(body_scan.__contains__, FAILURE_MARKERS)):
         ids.append(DENSE + 60)
     # The identifier regex only runs when there is something code-like to find.
     if (sig.code_chars or "Error" in instruction or "Exception" in instruction) and (
@@ -180,8 +191,25 @@ def dense_ids(prompt: Prompt, sig: Signals, code_words: int, math_words: int) ->
     return ids
 
 
+_LENGTH_STEPS = (24, 64, 160, 400, 1500)
+_PASSAGE_STEPS = (1, 80, 300, 1200)
+_CODE_STEPS = (0.01, 0.03, 0.06, 0.1)
+_MATH_STEPS = (1, 5, 15)
+_NON_ASCII_STEPS = (0.02, 0.15, 0.6)
+_COMMA_STEPS = (1, 3, 6)
+_DENSITY_STEPS = (0.02, 0.06, 0.12)
+
+
 def _cues(lowered: str) -> int:
-    return sum(map(lowered.__contains__, _REASONING_CUES))
+    """How many distinct reasoning cues `lowered` holds, at most 2 (one search per family
+    first: most prompts have neither "step" nor "your")."""
+    count = 0
+    if "step" in lowered:
+        count = ("step-by-step" in lowered) + ("step by step" in lowered)
+    if "your" in lowered:
+        count += sum(map(lowered.__contains__, _YOUR_CUES))
+    count += "estimate" in lowered
+    return count if count < 2 else 2
 
 
 def _density(text: str) -> float:
@@ -214,14 +242,40 @@ class Analysis(NamedTuple):
 
 
 def words_of(text: str) -> list[bytes]:
-    """Lower-cased word tokens (digits folded to 0) plus ? ! : as tokens."""
-    return _TOKEN.findall(text.lower().encode().translate(_DIGIT_TO_ZERO))
+    """Lower-cased word tokens (digits folded to 0) plus ? ! : as tokens.
+
+    The same list as `_TOKEN.findall` over the lower-cased, digit-folded UTF-8, built with C
+    passes instead of the regex engine: one translate turns every byte that cannot be in a
+    token into a space, spaces around ? ! : make each its own token, and split() cuts.
+    """
+    raw = text.lower().encode().translate(_TOKEN_BYTES)
+    if b"?" in raw:
+        raw = raw.replace(b"?", b" ? ")
+    if b"!" in raw:
+        raw = raw.replace(b"!", b" ! ")
+    if b":" in raw:
+        raw = raw.replace(b":", b" : ")
+    return raw.split()
 
 
-def _char_grams(text: str) -> list[int]:
+# The 4-byte windows of a squeezed instruction start (at most CHAR_WINDOW + 2 bytes long).
+_GRAM_WINDOWS = tuple(slice(start, start + 4) for start in range(CHAR_WINDOW))
+
+
+def _char_grams(text: str) -> Iterator[int]:
     squeezed = b" " + b" ".join(text[: CHAR_WINDOW * 2].lower().encode().split())[:CHAR_WINDOW]
     squeezed += b" "
-    return [crc32(squeezed[i : i + 4], SEED_CHAR) for i in range(len(squeezed) - 3)]
+    windows = _GRAM_WINDOWS[: max(len(squeezed) - 3, 0)]
+    return map(crc32, map(squeezed.__getitem__, windows), repeat(SEED_CHAR))
+
+
+# Each word's memberships of the two vocabularies, packed: one dict lookup per word counts both.
+_LEXICON_SHIFT = 32
+_LEXICON_LOW = (1 << _LEXICON_SHIFT) - 1
+_LEXICON = dict.fromkeys(CODE_LEXICON, 1)
+for _word in MATH_LEXICON:
+    _LEXICON[_word] = _LEXICON.get(_word, 0) + (1 << _LEXICON_SHIFT)
+del _word
 
 
 def analyse(prompt: Prompt) -> Analysis:
@@ -235,15 +289,15 @@ def analyse(prompt: Prompt) -> Analysis:
     bigrams = list(map(crc32, words[1:], map(xor, unigrams, repeat(SEED_BIGRAM))))
     # The opening word and word pair, by position: "write ..." and "write a ..." lead requests.
     lead = [unigrams[0] ^ SEED_LEAD, bigrams[0] ^ SEED_LEAD] if bigrams else unigrams[:1]
-    body_hashes = map(crc32, body_words, repeat(SEED_BODY))
-    tail_hashes = map(crc32, _tail_line(prompt), repeat(SEED_TAIL))
-    hashes = chain(
-        unigrams, bigrams, _char_grams(prompt.instruction), lead, body_hashes, tail_hashes
-    )
+    hashes = chain(unigrams, bigrams, _char_grams(prompt.instruction), lead)
+    if body_words:
+        hashes = chain(hashes, map(crc32, body_words, repeat(SEED_BODY)))
+    if len(prompt.body) >= 2 * TAIL_LINE:
+        hashes = chain(hashes, map(crc32, _tail_line(prompt), repeat(SEED_TAIL)))
     ids = set(map(and_, hashes, repeat(MASK)))
-    code_words = sum(map(CODE_LEXICON.__contains__, words))
-    math_words = sum(map(MATH_LEXICON.__contains__, words))
-    ids.update(dense_ids(prompt, sig, code_words, math_words))
+    lexicon = sum(map(_LEXICON.get, words, repeat(0)))
+    code_words, math_words = lexicon & _LEXICON_LOW, lexicon >> _LEXICON_SHIFT
+    ids.update(dense_ids(prompt, sig, code_words, math_words, prompt.body[:SIGNAL_SCAN]))
     context: set[int] = set()
     if prompt.context:
         context = set(map(and_, map(crc32, words_of(prompt.context)), repeat(MASK)))

@@ -38,6 +38,10 @@ def pack(row: Sequence[float]) -> int:
     return packed
 
 
+# The packed row of a bucket the model has never seen: every class weight 0.
+ZERO_ROW = sum(OFFSET << shift for shift in SHIFTS)
+
+
 def unpack_sum(total: int, count: int) -> list[float]:
     """Class weight sums from the sum of `count` packed rows."""
     offset = count * OFFSET
@@ -71,21 +75,25 @@ class LinearModel:
         }
 
     def logits(self, ids: Collection[int], context: Collection[int] = ()) -> list[float]:
-        """Class scores for active feature ids (each worth 1/sqrt(len(ids))) plus context ids."""
-        if not ids:
+        """Class scores for active feature ids (each worth 1/sqrt(len(ids))) plus context ids.
+
+        Unseen buckets fetch ZERO_ROW, which adds exactly OFFSET to every field, so counting
+        every id in the offset gives the same integers as summing the known rows only, without
+        a filtering pass.
+        """
+        count = len(ids)
+        if not count:
             return list(self.bias)
         get = self.rows.get
-        hits = list(filter(None, map(get, ids)))
-        total, offset = sum(hits), len(hits) * OFFSET
-        scale = 1.0 / (math.sqrt(len(ids)) * QSCALE)
+        total, offset = sum(map(get, ids, repeat(ZERO_ROW))), count * OFFSET
+        scale = 1.0 / (math.sqrt(count) * QSCALE)
         scores = [
             bias + scale * (((total >> shift) & FIELD_MASK) - offset)
             for bias, shift in zip(self.bias, SHIFTS, strict=True)
         ]
         if context:
-            ctx_hits = list(filter(None, map(get, context)))
-            ctx_total, ctx_offset = sum(ctx_hits), len(ctx_hits) * OFFSET
-            ctx_scale = CONTEXT_WEIGHT * scale
+            ctx_total = sum(map(get, context, repeat(ZERO_ROW)))
+            ctx_offset, ctx_scale = len(context) * OFFSET, CONTEXT_WEIGHT * scale
             scores = [
                 score + ctx_scale * (((ctx_total >> shift) & FIELD_MASK) - ctx_offset)
                 for score, shift in zip(scores, SHIFTS, strict=True)

@@ -157,6 +157,10 @@ class RuleHit:
     name: str
     task: str
 
+    @property
+    def reason(self) -> str:
+        return f"rule:{self.name}"
+
 
 def code_fence(analysis: Analysis) -> bool:
     """A fenced block that contains code punctuation."""

@@ -149,6 +149,7 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default="HEAD", help="the revision to compare with")
+    parser.add_argument("--old", help="the old module's file, instead of --rev")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--prefill", type=int, default=60_000)
@@ -157,9 +158,12 @@ def main() -> int:
     parser.add_argument("--work-us", type=float, default=0.0, help="CPU burnt per request")
     parser.add_argument("--only", choices=["old", "new"])
     args = parser.parse_args()
-    old_text = subprocess.run(
-        ["git", "show", f"{args.rev}:{MODULE}"], cwd=ROOT, check=True, capture_output=True
-    ).stdout
+    if args.old:  # where there is no git history (a copy of the tree on another machine)
+        old_text = Path(args.old).read_bytes()
+    else:
+        old_text = subprocess.run(
+            ["git", "show", f"{args.rev}:{MODULE}"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
     with tempfile.NamedTemporaryFile(suffix=".py") as old_file:
         old_file.write(old_text)
         old_file.flush()

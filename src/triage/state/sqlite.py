@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS holds (
   PRIMARY KEY (key_id, at, rid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS totals (
   key_id TEXT PRIMARY KEY, requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
-  held TEXT NOT NULL, holds INTEGER NOT NULL, day REAL NOT NULL, day_spent TEXT NOT NULL,
+  held TEXT NOT NULL, holds INTEGER NOT NULL, held_since REAL, day REAL NOT NULL,
+  day_spent TEXT NOT NULL,
   month REAL NOT NULL, month_spent TEXT NOT NULL) WITHOUT ROWID;
 DROP TABLE IF EXISTS requests;
 DROP TABLE IF EXISTS tokens;
@@ -70,9 +71,10 @@ DROP TABLE IF EXISTS spend
 # `spend` goes too: spend is seeded from the ledger when a key is first seen.
 
 _LOAD = "SELECT * FROM totals WHERE key_id = ?"
-_STORE = "INSERT OR REPLACE INTO totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STORE = "INSERT OR REPLACE INTO totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _LEAVE = "DELETE FROM win WHERE key_id = ? AND at <= ? RETURNING n"
 _LAPSE = "DELETE FROM holds WHERE key_id = ? AND at <= ? RETURNING cost"
+_OLDEST_HOLD = "SELECT MIN(at) FROM holds WHERE key_id = ?"
 _PATIENCE = 10.0  # seconds a call may wait for the write lock, as busy_timeout did before
 
 
@@ -84,6 +86,7 @@ class _Totals:
     tokens: int
     held: Decimal
     holds: int
+    held_since: float | None  # no later than the oldest hold (None: no holds)
     day: float
     day_spent: Decimal
     month: float
@@ -98,6 +101,7 @@ class _Totals:
             self.tokens,
             held,
             self.holds,
+            self.held_since,
             self.day,
             day,
             self.month,
@@ -268,6 +272,8 @@ class SqliteLimits:
         totals.tokens += ask.tokens
         totals.held += ask.cost
         totals.holds += 1
+        if totals.held_since is None or now < totals.held_since:
+            totals.held_since = now
         return reservation
 
     def _settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
@@ -285,6 +291,8 @@ class SqliteLimits:
         ).rowcount:  # not lapsed, not settled before
             totals.held -= r.cost
             totals.holds -= 1
+            if not totals.holds:
+                totals.held_since = None
         totals.day_spent += cost
         totals.month_spent += cost
 
@@ -310,13 +318,14 @@ class SqliteLimits:
     def _load(self, key_id: str, now: float) -> _Totals:
         row = self._db.execute(_LOAD, (key_id,)).fetchone()
         if row is None:
-            return _Totals(0, 0, ZERO, 0, float("nan"), ZERO, float("nan"), ZERO)
-        _, requests, tokens, held, holds, day, day_spent, month, month_spent = row
+            return _Totals(0, 0, ZERO, 0, None, float("nan"), ZERO, float("nan"), ZERO)
+        _, requests, tokens, held, holds, since, day, day_spent, month, month_spent = row
         return _Totals(
             requests,
             tokens,
             Decimal(held),
             holds,
+            since,
             day,
             Decimal(day_spent),
             month,
@@ -328,11 +337,14 @@ class SqliteLimits:
         if left:
             totals.requests -= len(left)
             totals.tokens -= sum(n for (n,) in left)
+        totals.swept = now
+        if totals.held_since is None or totals.held_since > now - self.ttl:
+            return  # no hold is old enough to lapse
         lapsed = self._db.execute(_LAPSE, (key_id, now - self.ttl)).fetchall()
         if lapsed:  # abandoned (a crashed worker): its spend hold lapses
             totals.held -= sum((Decimal(c) for (c,) in lapsed), ZERO)
             totals.holds -= len(lapsed)
-        totals.swept = now
+        totals.held_since = self._db.execute(_OLDEST_HOLD, (key_id,)).fetchone()[0]
 
     def _seed(self, key_id: str, start: float) -> Decimal:
         return self.spend_since(key_id, start) if self.spend_since else ZERO

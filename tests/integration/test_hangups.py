@@ -26,7 +26,7 @@ from triage.fakeupstream import FakeUpstreamThread
 
 
 @contextmanager
-def served(fake: FakeUpstreamThread, ledger: Path) -> Iterator[str]:
+def served(fake: FakeUpstreamThread, ledger: Path, **server: Any) -> Iterator[str]:
     """The app under uvicorn with the options `triage serve` passes (BoundedProtocol)."""
     config = config_from(
         {
@@ -35,6 +35,7 @@ def served(fake: FakeUpstreamThread, ledger: Path) -> Iterator[str]:
             ],
             "router_settings": {"num_retries": 0, "timeout": 60},
             "triage": {"ledger": {"enabled": True, "path": str(ledger)}},
+            "server": server,
         }
     )
     port = free_port()

@@ -112,7 +112,11 @@ class BoundedProtocol(HttpToolsProtocol):
         self._received = 0  # bytes received since the request began, while its headers are due
         self._header_bytes = 0  # the request line and headers parsed so far
         self._header_count = 0
+        # One lazy timer per connection: re-arming moves `_deadline` only, and the timer, when
+        # it fires early, sleeps on to the deadline (two timers per request cost more).
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._late: Callable[[], None] = self._headers_late
         self._refusal: TriageError | None = None
         self._over_cap = False
 
@@ -122,7 +126,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._arm(self.bounds.header_timeout, self._headers_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
@@ -161,7 +165,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[HANGUP] = Hangup()  # type: ignore[literal-required]
-        if self._timer is None:  # a later request on a kept-alive connection
+        if self._deadline is None:  # a later request on a kept-alive connection
             self._arm(self.bounds.header_timeout, self._headers_late)
 
     def on_url(self, url: bytes) -> None:
@@ -213,14 +217,12 @@ class BoundedProtocol(HttpToolsProtocol):
         self._close()
 
     def _headers_late(self) -> None:
-        self._timer = None
         if self._received == 0 and self.cycle is None:
             self._close()  # connected and never spoke: nothing to answer
         else:
             self._refuse(RequestTimeout(f"request headers took over {self._seconds('header')}"))
 
     def _body_late(self) -> None:
-        self._timer = None
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             # The app is waiting for the rest of the body: it gets a disconnect instead, and
@@ -236,15 +238,35 @@ class BoundedProtocol(HttpToolsProtocol):
         return f"{value:g}s (server.{which}_timeout)"
 
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(delay, callback)
+        deadline = self.loop.time() + delay
+        self._deadline, self._late = deadline, callback
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._expire)
 
     def _disarm(self) -> None:
+        self._deadline = None  # a pending timer finds nothing due
+
+    def _expire(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:  # re-armed since: sleep on
+            self._timer = self.loop.call_at(deadline, self._expire)
+            return
+        self._deadline = None
+        self._late()
+
+    def _stop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _close(self) -> None:
-        self._disarm()
+        self._stop_timer()
         if not self.transport.is_closing():
             self.transport.close()

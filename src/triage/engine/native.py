@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from triage import __version__
+from triage import __version__, telemetry
 from triage.config.schema import Deployment, ServerSettings
 from triage.engine.base import Batch, Call, CallKind, Chunk, Reply, Timeouts
+from triage.engine.http1 import Answer, Http1Pool, header_lines, plain_route
 from triage.engine.native_errors import (
     inband_error,
     network_error,
@@ -35,7 +36,6 @@ from triage.errors import (
     UpstreamRejected,
     UpstreamTooLarge,
 )
-from triage.telemetry import attempt
 from triage.wire import dumps, loads
 
 # Where hosted providers listen when a deployment names no api_base (LiteLLM's defaults).
@@ -69,11 +69,13 @@ _CALL_ERRORS = (*NETWORK_ERRORS, ValueError)  # ValueError: aiohttp's invalid UR
 
 @dataclass(frozen=True)
 class Target:
-    """Where one call goes and with which headers; `secret` is kept only to scrub messages."""
+    """Where one call goes and with which headers; `secret` is kept only to scrub messages.
+    `plain`: for an `http://` upstream, its host, port and request head (http1.py)."""
 
     url: str
     headers: CIMultiDict[str]
     secret: str | None
+    plain: tuple[str, int, bytes] | None = None
 
 
 def target(deployment: Deployment, kind: CallKind) -> Target:
@@ -93,7 +95,8 @@ def target(deployment: Deployment, kind: CallKind) -> Target:
         headers["OpenAI-Organization"] = params.organization
     if params.extra_headers:
         headers.update(params.extra_headers)  # explicit config wins, case-insensitively
-    return Target(base + PATHS[kind], headers, secret or None)
+    url = base + PATHS[kind]
+    return Target(url, headers, secret or None, plain_route(url, headers))
 
 
 def _new_session() -> aiohttp.ClientSession:
@@ -123,6 +126,7 @@ class NativeLane:
         self._max_response = bounds.max_response_bytes
         self._max_line = bounds.max_sse_line_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None  # plain-http upstreams (http1.py)
         # Each deployment's URL and headers, worked out once. Keyed by identity and holding the
         # deployment itself, so a reloaded config's deployments get entries of their own.
         self._targets: dict[tuple[int, CallKind], tuple[Deployment, Target]] = {}
@@ -135,6 +139,15 @@ class NativeLane:
         if self._session is None or self._session.closed or self._loop is not loop:
             self._session, self._loop = _new_session(), loop
         return self._session
+
+    def _plain_pool(self) -> Http1Pool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            self._client()  # the session and the pool belong to the same loop
+            if self._pool is not None:
+                self._pool.close()
+            self._pool = Http1Pool(POOL_LIMIT, KEEPALIVE_SECONDS)
+        return self._pool
 
     async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply:
         response, where = await self._post(deployment, call, timeouts)
@@ -160,6 +173,9 @@ class NativeLane:
         raise NotImplementedError  # probes are lane-independent (engine/probe.py)
 
     async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         session, self._session = self._session, None
         if session is None or session.closed:
             return
@@ -170,10 +186,12 @@ class NativeLane:
 
     async def _post(
         self, deployment: Deployment, call: Call, timeouts: Timeouts
-    ) -> tuple[aiohttp.ClientResponse, Target]:
+    ) -> tuple[Answer, Target]:
         """The call under its trace span (telemetry), carrying its W3C traceparent."""
+        if telemetry.ACTIVE.get() is None:  # no tracing: no span to open around the call
+            return await self._post_once(deployment, call, timeouts, {})
         params = deployment.litellm_params
-        with attempt(deployment.id, deployment.model_name, params.model) as trace_headers:
+        with telemetry.attempt(deployment.id, deployment.model_name, params.model) as trace_headers:
             return await self._post_once(deployment, call, timeouts, trace_headers)
 
     async def _post_once(
@@ -182,7 +200,7 @@ class NativeLane:
         call: Call,
         timeouts: Timeouts,
         trace_headers: dict[str, str],
-    ) -> tuple[aiohttp.ClientResponse, Target]:
+    ) -> tuple[Answer, Target]:
         """Start the call; return the response once its status is known to be a success."""
         cached = self._targets.get((id(deployment), call.kind))
         if cached is None or cached[0] is not deployment:
@@ -191,17 +209,24 @@ class NativeLane:
                 target(deployment, call.kind),
             )
         where = cached[1]
-        body = upstream_body_for(deployment, call)
+        data = dumps(upstream_body_for(deployment, call))
+        response: Answer
         try:
-            response = await self._client().post(
-                where.url,
-                data=dumps(body),
-                headers=_with(where.headers, trace_headers),
-                # The runner bounds the whole attempt and the first token; only the connect
-                # phase needs its own, shorter limit.
-                timeout=connect_timeout(timeouts.connect),
-                allow_redirects=False,
-            )
+            extra = header_lines(trace_headers) if trace_headers else b""
+            if where.plain is not None and extra is not None:
+                host, port, head = where.plain
+                pool = self._plain_pool()
+                response = await pool.post(host, port, head + extra, data, timeouts.connect)
+            else:
+                response = await self._client().post(
+                    where.url,
+                    data=data,
+                    headers=_with(where.headers, trace_headers),
+                    # The runner bounds the whole attempt and the first token; only the connect
+                    # phase needs its own, shorter limit.
+                    timeout=connect_timeout(timeouts.connect),
+                    allow_redirects=False,
+                )
         except _CALL_ERRORS as exc:
             raise network_error(exc, deployment, timeouts.connect) from None
         await raise_for_status(response, deployment, where.secret)
@@ -223,9 +248,7 @@ def _with(headers: CIMultiDict[str], extra: dict[str, str]) -> CIMultiDict[str]:
     return merged
 
 
-async def _read_bounded(
-    response: aiohttp.ClientResponse, limit: int, deployment: Deployment
-) -> bytes:
+async def _read_bounded(response: Answer, limit: int, deployment: Deployment) -> bytes:
     """The whole body, refused as soon as it (or its declared length) passes `limit`; the
     caller closes the response, which drops the connection instead of draining the rest."""
     declared = response.content_length
@@ -233,7 +256,7 @@ async def _read_bounded(
         raise _too_large(deployment, limit)
     parts: list[bytes] = []
     size = 0
-    async for part in response.content.iter_any():
+    while part := await response.content.readany():
         size += len(part)
         if size > limit:
             raise _too_large(deployment, limit)
@@ -264,9 +287,7 @@ def _decode_reply(raw: bytes, deployment: Deployment, secret: str | None) -> dic
     return _decode(raw, deployment, secret, "answer")
 
 
-async def _reject_json_answer(
-    response: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
-) -> None:
+async def _reject_json_answer(response: Answer, deployment: Deployment, secret: str | None) -> None:
     try:
         raw = await read_error_body(response)
     finally:
@@ -287,7 +308,7 @@ class NativeStream:
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Answer,
         deployment: Deployment,
         secret: str | None,
         max_line: int = 1024 * 1024,

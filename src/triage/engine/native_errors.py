@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from triage.config.schema import Deployment
+from triage.engine.http1 import Answer, ConnectFailed
 from triage.errors import (
     BadRequest,
     ContentPolicyViolation,
@@ -195,7 +196,7 @@ def network_error(exc: BaseException, deployment: Deployment, connect: float) ->
     # nothing about how long generation takes, so it is a connection error, not a timeout.
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamConnectionError(f"could not connect to {where} within {connect:g}s")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed):
         return UpstreamConnectionError(f"could not connect to {where}")
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"{where} timed out")
@@ -204,9 +205,7 @@ def network_error(exc: BaseException, deployment: Deployment, connect: float) ->
     return UpstreamError(f"the call to {where} failed")
 
 
-async def raise_for_status(
-    response: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
-) -> None:
+async def raise_for_status(response: Answer, deployment: Deployment, secret: str | None) -> None:
     """Nothing for a 2xx answer; otherwise the error its status and (bounded) body say, with
     the connection closed (an error body is never worth keeping the connection for)."""
     if 200 <= response.status < 300:
@@ -219,7 +218,7 @@ async def raise_for_status(
     raise status_error(deployment, response.status, info, response.headers, secret)
 
 
-async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
+async def read_error_body(response: Answer) -> bytes:
     """At most MAX_ERROR_BODY bytes of an error answer; nothing if the body is broken."""
     try:
         return await response.content.readexactly(MAX_ERROR_BODY)

@@ -62,8 +62,15 @@ ANCHOR_TRIES = 4
 CODE_SCAN = 2000
 
 
+# Every tag anchor holds "<": one search rules the twelve of them out on text without one.
+_TAG_LINES = _CODE_LINES[-1]
+
+
 def _code_line(text: str) -> bool:
+    tags = "<" in text
     for anchors, pattern in _CODE_LINES:
+        if not tags and anchors is _TAG_LINES[0]:
+            continue
         for anchor in anchors:
             at = text.find(anchor)
             for _ in range(ANCHOR_TRIES):

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from triage.classify.features import BUCKETS, FEATURE_VERSION
-from triage.classify.linear import FIELD_BITS, OFFSET, QSCALE, ROW_BYTES, LinearModel
+from triage.classify.linear import (
+    FIELD_BITS,
+    OFFSET,
+    QSCALE,
+    ROW_BYTES,
+    BucketRows,
+    LinearModel,
+)
 from triage.classify.taxonomy import TASKS
 
 FORMAT = "triage.classify/3"
@@ -102,7 +109,7 @@ def decode(data: bytes, where: str = "weights") -> Weights:
         from_bytes(rows[start : start + ROW_BYTES], "little")
         for start in range(0, len(rows), ROW_BYTES)
     ]
-    model = LinearModel(rows=dict(zip(ids, packed, strict=True)), bias=tuple(document["bias"]))
+    model = LinearModel(rows=BucketRows(ids, packed), bias=tuple(document["bias"]))
     return Weights(model, float(document["heavy_threshold"]), document.get("provenance"))
 
 

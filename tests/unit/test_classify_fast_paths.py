@@ -1,0 +1,146 @@
+"""The classifier's fast paths say exactly what the plain versions they replace say.
+
+Speed work (issue 16) swapped a regex tokenizer for translate+split, a dict of rows for a tuple
+indexed by bucket, per-cue searches for gated ones and anchor scans for a gated loop. Each test
+here pits a fast path against its plain definition on hostile input. (bench/classify_identity.py
+checks whole classifications against the previous commit over every shared prompt.)
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+
+import pytest
+
+from triage.classify import Classifier, store
+from triage.classify.classifier import feature_ids
+from triage.classify.features import _REASONING_CUES, _TOKEN, _cues, analyse, words_of
+from triage.classify.linear import (
+    CONTEXT_WEIGHT,
+    FIELD_MASK,
+    OFFSET,
+    QSCALE,
+    SHIFTS,
+    TABLE_MIN,
+    ZERO_ROW,
+    BucketRows,
+    LinearModel,
+    pack,
+)
+from triage.classify.prompt import from_text
+from triage.classify.rules import _CODE_LINES, _TAG_LINES
+
+ALPHABET = "aZz_09?!:.,;- \t\n\r\x0b\x0c\x1c\x85\u2028éßİKÀ€中文\U0001f600'\"(){}<>=#"
+
+
+def hostile_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = ["", "?", "::", "a?b!c:d", "İstanbul KELVIN", "12,5 x_y", "?!:" * 40]
+    for _ in range(count):
+        size = rng.choice((1, 5, 40, 300))
+        texts.append("".join(rng.choice(ALPHABET) for _ in range(size)))
+    return texts
+
+
+@pytest.mark.parametrize("text", hostile_texts(150, seed=16))
+def test_words_of_matches_the_regex_tokenizer(text: str) -> None:
+    reference = _TOKEN.findall(
+        text.lower().encode().translate(bytes.maketrans(b"123456789", b"0" * 9))
+    )
+    assert words_of(text) == reference
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *hostile_texts(60, seed=3),
+        "please explain your answer step by step, and estimate",
+        "step-by-step: show your work. your reasoning?",
+        "steps yours estimated",
+    ],
+)
+def test_gated_cue_count_matches_counting_every_cue(text: str) -> None:
+    lowered = text.lower()
+    assert _cues(lowered) == min(sum(cue in lowered for cue in _REASONING_CUES), 2)
+
+
+def test_tag_gate_covers_every_tag_anchor() -> None:
+    anchors, _ = _TAG_LINES
+    assert len(anchors) == 12 and all("<" in anchor for anchor in anchors)
+    assert _CODE_LINES[-1] is _TAG_LINES
+
+
+def reference_logits(
+    rows: dict[int, int], bias: tuple[float, ...], ids: set[int], context: set[int]
+) -> list[float]:
+    """The scoring as it was before the tuple table: a dict, known rows only."""
+    hits = [rows[i] for i in ids if i in rows]
+    total, offset = sum(hits), len(hits) * OFFSET
+    scale = 1.0 / (math.sqrt(len(ids)) * QSCALE)
+    scores = [
+        b + scale * (((total >> s) & FIELD_MASK) - offset)
+        for b, s in zip(bias, SHIFTS, strict=True)
+    ]
+    if context:
+        ctx = [rows[i] for i in context if i in rows]
+        ctx_total, ctx_offset = sum(ctx), len(ctx) * OFFSET
+        scores = [
+            score + CONTEXT_WEIGHT * scale * (((ctx_total >> s) & FIELD_MASK) - ctx_offset)
+            for score, s in zip(scores, SHIFTS, strict=True)
+        ]
+    return scores
+
+
+def test_table_scores_like_a_dict_of_known_rows_for_any_ids() -> None:
+    rng = random.Random(7)
+    rows = {
+        rng.randrange(TABLE_MIN + 500): pack([rng.uniform(-3, 3) for _ in SHIFTS])
+        for _ in range(3000)
+    }
+    bias = tuple(rng.uniform(-1, 1) for _ in SHIFTS)
+    model = LinearModel(rows=rows, bias=bias)
+    known = list(rows)
+    for _ in range(300):
+        # Known and unseen buckets, one id alone, and ids past the table's end.
+        ids = set(rng.sample(known, rng.randrange(0, 40)))
+        ids.update(rng.randrange(TABLE_MIN + 1000) for _ in range(rng.randrange(0, 40)))
+        context = set(rng.sample(known, rng.randrange(0, 5)))
+        if not ids:
+            assert model.logits(ids, context) == list(bias)
+            continue
+        want = reference_logits(rows, bias, ids, context)
+        assert model.logits(ids, context) == pytest.approx(want, rel=0, abs=1e-12)
+
+
+def test_bucket_rows_is_the_mapping_it_replaces() -> None:
+    rows = {0: pack([0.5] * 11), 17: pack([-1.0] * 11), TABLE_MIN + 3: pack([2.0] * 11)}
+    table = BucketRows(list(rows), list(rows.values()))
+    assert len(table) == 3 and list(table) == sorted(rows) and dict(table) == rows
+    for missing in (1, -1, TABLE_MIN + 2, 10**9):
+        assert missing not in table
+        with pytest.raises(KeyError):
+            table[missing]
+    # A stored all-zero row is still a row (identity, not value, marks an empty slot).
+    zero = int.from_bytes(ZERO_ROW.to_bytes(55, "little"), "little")
+    assert 5 in BucketRows([5], [zero])
+    # Full garbage collections do not walk the million slots once they have been seen once.
+    gc.collect()
+    assert not gc.is_tracked(table.slots)
+
+
+def test_shipped_weights_round_trip_byte_for_byte() -> None:
+    data = store.encode(store.read())
+    assert store.encode(store.decode(data)) == data
+
+
+def test_adapted_copy_keeps_scoring_unseen_and_known_buckets() -> None:
+    shipped = Classifier.load()
+    adapted = shipped.with_examples({"code": ["zorglub the frobnicator quux"]})
+    assert set(adapted.model.rows) >= set(shipped.model.rows)
+    rows = dict(adapted.model.rows)
+    for text in ("zorglub the frobnicator quux", "hi", "Why is the sky blue?"):
+        ids = feature_ids(analyse(from_text(text)))
+        want = reference_logits(rows, adapted.model.bias, ids, set())
+        assert adapted.model.logits(ids) == pytest.approx(want, rel=0, abs=1e-12)

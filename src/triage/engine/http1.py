@@ -295,6 +295,7 @@ class Http1Pool:
     """Keep-alive connections per (host, port), at most `limit` open or opening at once."""
 
     def __init__(self, limit: int, keepalive: float) -> None:
+        self.loop = asyncio.get_running_loop()
         self._keepalive = keepalive
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
         self._slots = asyncio.Semaphore(limit)
@@ -303,19 +304,21 @@ class Http1Pool:
     async def post(
         self, host: str, port: int, head: bytes, body: bytes, connect_timeout: float | None
     ) -> Http1Response:
-        """Send `head` (ending in the Content-Length line, without it) and `body`; the answer
-        once its headers are in."""
+        """Send `head` (the request line and headers, all but Content-Length) and `body`; the
+        answer once its headers are in."""
         await self._slots.acquire()
         try:
             conn = self._checkout((host, port)) or await self._connect(host, port, connect_timeout)
         except BaseException:
             self._slots.release()
             raise
-        loop = asyncio.get_running_loop()
-        conn.headers_done = done = loop.create_future()
+        conn.headers_done = done = self.loop.create_future()
         assert conn.transport is not None
         try:
-            conn.transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+            try:
+                conn.transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+            except RuntimeError:  # uvloop: the transport closed under us
+                raise aiohttp.ServerDisconnectedError() from None
             await done
         except BaseException:
             self._drop(conn)
@@ -326,10 +329,11 @@ class Http1Pool:
         idle = self._idle.get(key)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         while idle:
             conn = idle.pop()
-            if not conn.lost and now - conn.idle_since < self._keepalive:
+            fresh = now - conn.idle_since < self._keepalive
+            if fresh and not conn.lost and conn.transport and not conn.transport.is_closing():
                 return conn
             conn._close()
             self._all.discard(conn)
@@ -358,7 +362,7 @@ class Http1Pool:
 
     def _checkin(self, conn: _Conn) -> None:
         conn._reset()
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self.loop.time()
         self._idle.setdefault(conn.key, []).append(conn)
         self._slots.release()
 

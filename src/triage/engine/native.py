@@ -141,13 +141,12 @@ class NativeLane:
         return self._session
 
     def _plain_pool(self) -> Http1Pool:
-        loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            self._client()  # the session and the pool belong to the same loop
-            if self._pool is not None:
-                self._pool.close()
-            self._pool = Http1Pool(POOL_LIMIT, KEEPALIVE_SECONDS)
-        return self._pool
+        pool = self._pool
+        # Like the session, a pool is bound to its loop; one left on a finished loop has no
+        # live connections to close.
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            self._pool = pool = Http1Pool(POOL_LIMIT, KEEPALIVE_SECONDS)
+        return pool
 
     async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply:
         response, where = await self._post(deployment, call, timeouts)
@@ -174,7 +173,7 @@ class NativeLane:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is not None and pool.loop is asyncio.get_running_loop():
             pool.close()
         session, self._session = self._session, None
         if session is None or session.closed:

@@ -197,6 +197,7 @@ class Service:
                 lambda d, usage: self.accountant.cost_on(d, usage, 0.0),
                 self.config.auth.reserve_output_tokens,
             )
+            self.engine.prefetch(plan)  # the shared store's refresh rides with the reserve
             reservation = await self.guard.reserve(self.guard.ask(key, tokens, cost))
         return plan, key, body, reservation
 

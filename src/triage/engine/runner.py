@@ -187,6 +187,10 @@ class Engine:
         assert last is not None
         raise self._final_error(run, last)
 
+    def prefetch(self, plan: RoutePlan) -> None:
+        """Let a shared store start this plan's refresh early (see Store.prefetch)."""
+        self.store.prefetch(self._reachable(plan))
+
     def _reachable(self, plan: RoutePlan) -> list[str]:
         """Every deployment the plan may reach, fallbacks included (what a shared store
         refreshes before the request)."""

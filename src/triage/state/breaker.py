@@ -57,8 +57,10 @@ class Store(Protocol):
     def set_reachable(self, deployment: str, reachable: bool) -> None: ...
     def samples(self, deployment: str) -> int: ...
     def tick(self, key: str) -> int: ...
-    # A shared store refreshes the plan's deployments once per request and lets a request
-    # wait for its own writes; in memory both do nothing.
+    # A shared store refreshes the plan's deployments once per request (`prefetch` may send
+    # that refresh early, for `sync` to take) and lets a request wait for its own writes; in
+    # memory all do nothing.
+    def prefetch(self, deployments: Sequence[str]) -> None: ...
     async def sync(self, deployments: Sequence[str], now: float) -> None: ...
     async def flush(self) -> None: ...
 
@@ -157,6 +159,9 @@ class MemoryStore:
 
     def samples(self, deployment: str) -> int:
         return self._get(deployment).samples
+
+    def prefetch(self, deployments: Sequence[str]) -> None:
+        return None
 
     async def sync(self, deployments: Sequence[str], now: float) -> None:
         return None

@@ -21,14 +21,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from triage.state.breaker import BreakerSettings, MemoryStore
 from triage.state.limits import new_id
 from triage.state.redis_conn import PREFIX, StoreDown, call
-from triage.state.redis_wire import Wire
+from triage.state.redis_wire import Wire, pack_args
 
 MAX_PENDING = 1000  # writes in flight; past this they are dropped (and counted)
+KEY_CACHE = 10_000  # deployments whose store keys are kept encoded (cleared when full)
+UNCLAIMED = 3  # a read-only sync's probe column: half-open, nobody probing yet
+_Sample = tuple[str, str, str]  # (deployment, latency, ttft) buffered for the next sync
 FIELDS = ("cool", "half", "probe", "fails", "stats")
 
 # Folds one latency/TTFT sample into a deployment's shared averages (stats key KEYS[k]).
@@ -48,8 +53,9 @@ end
 """
 
 # KEYS: 5 per deployment (FIELDS): the plan's first, then those with buffered samples.
-# ARGV: owner, probe claim ms, alpha, how many to read, then (deployment index, latency, ttft)
-# per buffered sample: this replica's successes since its last sync, applied first.
+# ARGV: owner, probe claim ms (0: read only, an unclaimed probe reads 3), alpha, how many to
+# read, then (deployment index, latency, ttft) per buffered sample: this replica's successes
+# since its last sync, applied first.
 _SYNC = (
     _SAMPLE
     + """
@@ -61,8 +67,9 @@ for i = 1, tonumber(ARGV[4]) * 5, 5 do
   local pttl = redis.call('PTTL', KEYS[i])
   local probe = 0
   if pttl <= 0 and redis.call('EXISTS', KEYS[i + 1]) == 1 then
-    redis.call('SET', KEYS[i + 2], ARGV[1], 'NX', 'PX', ARGV[2])
-    probe = (redis.call('GET', KEYS[i + 2]) == ARGV[1]) and 1 or 2
+    if ARGV[2] ~= '0' then redis.call('SET', KEYS[i + 2], ARGV[1], 'NX', 'PX', ARGV[2]) end
+    local holder = redis.call('GET', KEYS[i + 2])
+    probe = (holder == ARGV[1]) and 1 or (holder and 2 or 3)
   end
   local stats = redis.call('HMGET', KEYS[i + 4], 'lat', 'ttft', 'n')
   out[#out + 1] = {math.max(pttl, 0), probe, stats[1] or '', stats[2] or '', stats[3] or '0'}
@@ -127,19 +134,47 @@ class RedisStore(MemoryStore):
         self._fail = client.register_script(_FAIL)
         self._ok = client.register_script(_OK)
         self._pending: set[asyncio.Task[None]] = set()
-        self._samples: list[tuple[str, str, str]] = []  # (deployment, latency, ttft)
+        self._samples: list[_Sample] = []
         self._syncing: dict[tuple[str, ...], asyncio.Future[None]] = {}
         self._ids = itertools.count()
+        self._written = 0  # writes sent so far: a prefetch older than one is not used
+        self._ahead: ContextVar[_Ahead | None] = ContextVar("triage_sync_ahead", default=None)
+        self._packed: dict[str, bytes] = {}
+        self._alpha = repr(self.ALPHA)
 
     def _keys(self, deployment: str) -> list[str]:
         # One hash tag for every deployment key: a cluster keeps them on one shard, so a
         # plan's deployments are read by one script.
         return [f"{self.prefix}{{dep}}:{deployment}:{field}" for field in FIELDS]
 
+    def prefetch(self, deployments: Sequence[str]) -> None:
+        """Send the refresh of a request's deployments now, without waiting, so that its round
+        trip rides with another one (the key's reservation) instead of costing its own. The
+        same request's `sync` takes the answer unless this replica wrote anything since (then
+        it refreshes as before). Read only: a request refused after its prefetch holds no
+        probe claim, and a probe to claim sends `sync` the ordinary way."""
+        ids = tuple(dict.fromkeys(deployments))
+        if self._pending or not ids:  # this replica's writes land before it reads
+            return
+        samples = self._samples
+        self._samples = []
+        future = self.client.send_now(self._command(list(ids), samples, claim=False))
+        if future is None:  # no connection yet: `sync` opens one
+            self._samples = samples + self._samples
+            return
+        future.add_done_callback(_retrieve)
+        self._ahead.set(_Ahead(ids, self._written, future))
+
     async def sync(self, deployments: Sequence[str], now: float) -> None:
         """Refresh the plan's deployments from the shared store, handing it this replica's
-        buffered latency samples on the way (one script, one round trip). Requests that
-        arrive while a refresh of the same deployments is on its way wait for that one."""
+        buffered latency samples on the way (one script, one round trip, or none of its own
+        after a `prefetch`). Requests that arrive while a refresh of the same deployments is
+        on its way wait for that one."""
+        ahead = self._ahead.get()
+        if ahead is not None:
+            self._ahead.set(None)
+            if await self._take(ahead, tuple(dict.fromkeys(deployments)), now):
+                return
         await self.flush()
         ids = tuple(dict.fromkeys(deployments))
         running = self._syncing.get(ids)
@@ -154,24 +189,51 @@ class RedisStore(MemoryStore):
             del self._syncing[ids]
             done.set_result(None)
 
+    async def _take(self, ahead: _Ahead, ids: tuple[str, ...], now: float) -> bool:
+        """Merge a prefetched refresh if it still stands for this request."""
+        if ahead.ids != ids or ahead.written != self._written:
+            return False
+        try:
+            rows: list[list[Any]] = await ahead.future
+        except (OSError, RuntimeError):
+            return False  # the ordinary refresh retries, and counts a failure
+        if ahead.written != self._written or any(int(row[1]) == UNCLAIMED for row in rows):
+            return False
+        for deployment, row in zip(ids, rows, strict=True):
+            self._merge(deployment, row, now)
+        return True
+
     async def _refresh(self, ids: list[str], now: float) -> None:
         samples, self._samples = self._samples, []
         if not ids and not samples:
             return
-        order = ids + [d for d in dict.fromkeys(s[0] for s in samples) if d not in ids]
-        index = {d: i for i, d in enumerate(order)}
-        keys = [key for d in order for key in self._keys(d)]
-        claim = int(self.breaker.cooldown_time * 1000) or 1
-        args: list[str | int] = [self.owner, claim, repr(self.ALPHA), len(ids)]
-        for deployment, latency, ttft in samples:
-            args += [index[deployment], latency, ttft]
+        command = self._command(ids, samples, claim=True)
         try:
-            rows = await call(lambda: self._sync(keys=keys, args=args))
+            rows = await call(lambda: self._sync.run_packed(command))
         except StoreDown:
             self.on_failure("sync")
             return
         for deployment, row in zip(ids, rows, strict=True):
             self._merge(deployment, row, now)
+
+    def _command(self, ids: list[str], samples: list[_Sample], *, claim: bool) -> bytes:
+        """The sync script for `ids` (read first) and the deployments of `samples`."""
+        order = ids + [d for d in dict.fromkeys(s[0] for s in samples) if d not in ids]
+        index = {d: i for i, d in enumerate(order)}
+        keys = b"".join(self._packed_keys(d) for d in order)
+        claim_ms = (int(self.breaker.cooldown_time * 1000) or 1) if claim else 0
+        args: list[str | int] = [self.owner, claim_ms, self._alpha, len(ids)]
+        for deployment, latency, ttft in samples:
+            args += [index[deployment], latency, ttft]
+        return self._sync.command(keys, len(FIELDS) * len(order), args)
+
+    def _packed_keys(self, deployment: str) -> bytes:
+        packed = self._packed.get(deployment)
+        if packed is None:
+            if len(self._packed) >= KEY_CACHE:
+                self._packed.clear()
+            packed = self._packed[deployment] = pack_args(self._keys(deployment))
+        return packed
 
     def _merge(self, deployment: str, row: list[Any], now: float) -> None:
         pttl, probe, latency, ttft, samples = row
@@ -229,6 +291,7 @@ class RedisStore(MemoryStore):
         if len(self._pending) >= MAX_PENDING:
             self.on_failure("write")
             return
+        self._written += 1
         task = loop.create_task(self._write(write))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -238,3 +301,18 @@ class RedisStore(MemoryStore):
             await call(write)
         except StoreDown:
             self.on_failure("write")
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A refresh sent by `prefetch`, for the same request's `sync`."""
+
+    ids: tuple[str, ...]
+    written: int  # the replica's write count when it was sent
+    future: asyncio.Future[Any]
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a prefetch's failure as seen: a request refused after it never asks."""
+    if not future.cancelled():
+        future.exception()

@@ -23,6 +23,7 @@ never less.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -41,9 +42,10 @@ from triage.state.limits import (
     period_start,
 )
 from triage.state.redis_conn import PREFIX, call
-from triage.state.redis_wire import Wire
+from triage.state.redis_wire import Script, Wire, pack_args
 
 NANO = Decimal(10**9)
+KEY_CACHE = 10_000  # keys whose store keys are kept encoded (cleared when full)
 PERIOD_KEEP = 33 * 86400  # a month's counter outlives its month
 
 _COMMON = """
@@ -176,20 +178,31 @@ class RedisLimits:
         self._settle = client.register_script(_SETTLE)
         self._snapshot = client.register_script(_SNAPSHOT)
         self._keep = int(max(WINDOW, ttl)) + 60
+        self._key_cache: dict[str, _Keys] = {}
 
-    def _keys(self, key_id: str, now: float) -> list[str]:
+    def _keys(self, key_id: str, now: float) -> _Keys:
+        """The key's store keys (and their RESP form), the same for a whole UTC day."""
+        cached = self._key_cache.get(key_id)
+        if cached is not None and cached.since <= now < cached.until:
+            return cached
         base = f"{self.prefix}lim:{{{key_id}}}:"
         keys = [base + name for name in ("win", "tokn", "held", "heldat", "sum")]
-        return keys + [f"{base}spend:{p}:{int(period_start(now, p))}" for p, _ in PERIODS]
+        keys += [f"{base}spend:{p}:{int(period_start(now, p))}" for p, _ in PERIODS]
+        day = period_start(now, "day")
+        if len(self._key_cache) >= KEY_CACHE:
+            self._key_cache.clear()
+        self._key_cache[key_id] = entry = _Keys(keys, pack_args(keys), day, day + 86400)
+        return entry
 
-    async def _run(self, script: Any, key_id: str, now: float, args: list[Any]) -> list[Any]:
+    async def _run(self, script: Script, key_id: str, now: float, args: list[Any]) -> list[Any]:
         """Run `script`, seeding the period counters from the ledger when it asks (once)."""
         keys = self._keys(key_id, now)
+        args = [repr(now), *args]
         for _ in range(3):
-            result: list[Any] = await call(lambda: script(keys=keys, args=[repr(now), *args]))
+            result: list[Any] = await call(lambda: script.run(keys.packed, len(keys.names), args))
             if result[0] != "seed":
                 return result
-            await self._seed(key_id, now, keys[5:], [bool(int(m)) for m in result[1:]])
+            await self._seed(key_id, now, keys.names[5:], [bool(int(m)) for m in result[1:]])
         raise RuntimeError("the store's spend counters vanished while being seeded")
 
     async def _seed(self, key_id: str, now: float, keys: list[str], missing: list[bool]) -> None:
@@ -240,6 +253,14 @@ class RedisLimits:
 
     def close(self) -> None:
         self.client.close()
+
+
+@dataclass(frozen=True)
+class _Keys:
+    names: list[str]
+    packed: bytes
+    since: float  # the UTC day they are valid for
+    until: float
 
 
 def _limits(ask: Ask) -> list[Any]:

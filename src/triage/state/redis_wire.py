@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import ssl
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import hiredis
@@ -30,9 +31,15 @@ _UNAVAILABLE = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTE
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n%s" % (len(args), pack_args(args))
+
+
+def pack_args(args: Iterable[Any]) -> bytes:
+    """The bulk strings of `args`, without the array header: what callers cache for the
+    arguments that repeat (a script's keys)."""
+    parts = []
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        data = arg if type(arg) is bytes else str(arg).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
@@ -59,12 +66,15 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        return self.send_packed(_pack(args))
+
+    def send_packed(self, command: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self.loop.create_future()
         if self.closed or self.transport is None:
             future.set_exception(ConnectionError("the state store connection is closed"))
             return future
         self.waiting.append((future, self.loop.time() + self.timeout))
-        self.transport.write(_pack(args))
+        self.transport.write(command)
         return future
 
     def data_received(self, data: bytes) -> None:
@@ -131,10 +141,24 @@ class Wire:
         self._opening: asyncio.Lock | None = None
 
     async def execute(self, *args: Any) -> Any:
+        return await self.execute_packed(_pack(args))
+
+    async def execute_packed(self, command: bytes) -> Any:
+        """Run one command already in RESP form."""
         conn = self._conn
         if conn is None or conn.closed or conn.loop is not asyncio.get_running_loop():
             conn = await self._connection()
-        return await conn.send(args)
+        return await conn.send_packed(command)
+
+    def send_now(self, command: bytes) -> asyncio.Future[Any] | None:
+        """Write one command (RESP form) at once, without waiting: its reply's future, or None
+        when there is no open connection on this loop (the caller awaits `execute_packed`
+        instead). Commands on the connection run in the order they are written, so a command
+        sent later sees this one's effect."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.loop is not asyncio.get_running_loop():
+            return None
+        return conn.send_packed(command)
 
     def register_script(self, text: str) -> Script:
         return Script(self, text)
@@ -189,17 +213,49 @@ class Wire:
 
 
 class Script:
-    """A Lua script run by its SHA-1, sent whole when the server does not have it."""
+    """A Lua script run by its SHA-1, sent whole when the server does not have it. Commands are
+    packed from pre-encoded parts: the EVALSHA head, and the keys as the caller caches them
+    (`pack_args`)."""
 
     def __init__(self, wire: Wire, text: str) -> None:
         self.wire = wire
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
+        self._evalsha = pack_args(("EVALSHA", self.sha))
+        self._eval = pack_args(("EVAL", self.text))
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        return await self.run(pack_args(keys), len(keys), args)
+
+    def command(self, keys: bytes, count: int, args: list[Any]) -> bytes:
+        """EVALSHA with the `count` keys packed in `keys`, then `args`."""
+        size = 3 + count + len(args)
+        return b"*%d\r\n%s%s%s%s" % (
+            size,
+            self._evalsha,
+            pack_args((count,)),
+            keys,
+            pack_args(args),
+        )
+
+    async def run(self, keys: bytes, count: int, args: list[Any]) -> Any:
+        return await self.run_packed(self.command(keys, count, args))
+
+    async def run_packed(self, command: bytes) -> Any:
+        """Run a `command()`, sending the script whole when the server does not have it."""
         try:
-            return await self.wire.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await self.wire.execute_packed(command)
         except RuntimeError as exc:
-            if "NOSCRIPT" not in str(exc):
+            if not missing(exc):
                 raise
-        return await self.wire.execute("EVAL", self.text, len(keys), *keys, *args)
+        return await self.wire.execute_packed(self.whole(command))
+
+    def whole(self, command: bytes) -> bytes:
+        """`command` as EVAL, with the script's text instead of its SHA-1."""
+        head = command.index(b"\r\n") + 2
+        return command[:head] + self._eval + command[head + len(self._evalsha) :]
+
+
+def missing(exc: BaseException) -> bool:
+    """Whether `exc` says the server does not have the script (it restarted: send it whole)."""
+    return isinstance(exc, RuntimeError) and "NOSCRIPT" in str(exc)

@@ -30,7 +30,7 @@ from triage.classify.linear import (
     pack,
 )
 from triage.classify.prompt import from_text
-from triage.classify.rules import _CODE_LINES, _TAG_LINES
+from triage.classify.rules import _CODE_LINES, _CODE_NEEDS
 
 ALPHABET = "aZz_09?!:.,;- \t\n\r\x0b\x0c\x1c\x85\u2028éßİKÀ€中文\U0001f600'\"(){}<>=#"
 
@@ -66,10 +66,33 @@ def test_gated_cue_count_matches_counting_every_cue(text: str) -> None:
     assert _cues(lowered) == min(sum(cue in lowered for cue in _REASONING_CUES), 2)
 
 
-def test_tag_gate_covers_every_tag_anchor() -> None:
-    anchors, _ = _TAG_LINES
-    assert len(anchors) == 12 and all("<" in anchor for anchor in anchors)
-    assert _CODE_LINES[-1] is _TAG_LINES
+CODE_PIECES = ("(", ")", "{", "}", "=", ";", "<", ">", " ", "\t", "x", "_1", "/", ".", ":", '"')
+
+
+KNOWN_CODE = {
+    4: "function add(a, b) {",
+    5: "  const total = a + b;",
+    8: "fn main() {",
+    10: "items.map(x => {",
+    11: '<div class="box">',
+}
+
+
+@pytest.mark.parametrize("group", range(len(_CODE_LINES)))
+def test_code_pattern_never_matches_without_its_gate_characters(group: int) -> None:
+    (anchors, pattern), needs = _CODE_LINES[group], _CODE_NEEDS[group]
+    rng = random.Random(group)
+    for _ in range(3000):
+        pieces = [rng.choice(anchors), *rng.choices(CODE_PIECES, k=rng.randrange(1, 9))]
+        if rng.random() < 0.5:
+            pieces.insert(rng.randrange(len(pieces) + 1), rng.choice(anchors))
+        line = rng.choice(("", "  ")) + " ".join(pieces[:1]) + "".join(pieces[1:])
+        if pattern.search(line):
+            assert all(char in line for char in needs), (line, needs)
+    # Lines that do match each gated pattern, so the property is not vacuous.
+    known = KNOWN_CODE.get(group)
+    if needs:
+        assert known is not None and pattern.search(known)
 
 
 def reference_logits(

@@ -62,14 +62,16 @@ ANCHOR_TRIES = 4
 CODE_SCAN = 2000
 
 
-# Every tag anchor holds "<": one search rules the twelve of them out on text without one.
-_TAG_LINES = _CODE_LINES[-1]
+# Characters each _CODE_LINES pattern cannot match without (all of them): a text lacking one
+# skips that pattern's anchor scans. Single-character searches are the cheapest there are.
+_CODE_NEEDS = ("", "", "", "", "({", "=;", "", "", "(", "", "{", "<>")
+_GATE_CHARS = frozenset("".join(_CODE_NEEDS))
 
 
 def _code_line(text: str) -> bool:
-    tags = "<" in text
-    for anchors, pattern in _CODE_LINES:
-        if not tags and anchors is _TAG_LINES[0]:
+    absent = {char for char in _GATE_CHARS if char not in text}
+    for (anchors, pattern), needs in zip(_CODE_LINES, _CODE_NEEDS, strict=True):
+        if absent and needs and not absent.isdisjoint(needs):
             continue
         for anchor in anchors:
             at = text.find(anchor)

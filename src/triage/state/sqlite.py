@@ -278,7 +278,9 @@ class SqliteLimits:
 
     def _settle(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
         r = reservation
-        totals = self._totals(r.key_id, now)
+        # No sweep: `totals` always sums the rows present, so a row adjusted here and swept
+        # later leaves it right; the next reserve or snapshot sweeps before it counts.
+        totals = self._totals(r.key_id, now, sweep=False)
         row = (r.key_id, r.at, r.id)
         if self._db.execute(
             "UPDATE win SET n = ?, settled = 1 WHERE key_id = ? AND at = ? AND rid = ? "
@@ -300,9 +302,9 @@ class SqliteLimits:
         t = self._totals(key_id, now)
         return Snapshot(t.requests, t.tokens, t.day_spent, t.month_spent, t.held, t.holds)
 
-    def _totals(self, key_id: str, now: float) -> _Totals:
+    def _totals(self, key_id: str, now: float, *, sweep: bool = True) -> _Totals:
         """The key's totals at `now`: its periods current (seeded from the ledger when one
-        begins) and the rows that left the window or lapsed taken out."""
+        begins) and (`sweep`) the rows that left the window or lapsed taken out."""
         totals = self._batch.get(key_id)
         if totals is None:
             totals = self._batch[key_id] = self._load(key_id, now)
@@ -311,7 +313,7 @@ class SqliteLimits:
             totals.day, totals.day_spent = day, self._seed(key_id, day)
         if totals.month != month:
             totals.month, totals.month_spent = month, self._seed(key_id, month)
-        if now > totals.swept:
+        if sweep and now > totals.swept:
             self._sweep(key_id, totals, now)
         return totals
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/startup.py [--spawns 7] [--requests 400] [--lane native]
         [--target passthrough]   (b), the bare FastAPI+aiohttp pass-through, for comparison
+        [--cpu 9]                the server pinned to one core, as `make bench` pins it
 
 Spawns `triage serve` `--spawns` times and prints each time from spawn to the first 200 from
 /health and their median; then, on the last one, sends `--requests` requests (`model: auto`,
@@ -37,8 +38,10 @@ from perf.servers import (  # noqa: E402
 )
 
 
-def _spawn(argv: list[str], port: int, env: dict[str, str], log: Path) -> procs.Server:
-    return procs.spawn("triage", argv, port, env, None, log)
+def _spawn(
+    argv: list[str], port: int, env: dict[str, str], log: Path, cpu: int | None
+) -> procs.Server:
+    return procs.spawn("server", argv, port, env, None if cpu is None else [cpu], log)
 
 
 def _post(port: int, payload: bytes) -> int:
@@ -65,6 +68,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--lane", choices=["native", "litellm"], default="native")
     parser.add_argument("--target", choices=["triage", "passthrough"], default="triage")
+    parser.add_argument("--cpu", type=int, help="pin the server to this core")
     args = parser.parse_args()
     env = {**os.environ, CLIENT_KEY_ENV: CLIENT_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     with tempfile.TemporaryDirectory(prefix="triage-startup-") as folder:
@@ -86,7 +90,7 @@ def main() -> int:
                 if server is not None:
                     procs.stop(server)
                 started = time.perf_counter()
-                server = _spawn(argv, port, env, work / f"serve-{attempt}.log")
+                server = _spawn(argv, port, env, work / f"serve-{attempt}.log", args.cpu)
                 times.append(procs.wait_ready(server, "/health", started))
                 cpu.append(procs.cpu_seconds(server.pid))
             assert server is not None

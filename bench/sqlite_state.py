@@ -1,8 +1,9 @@
 """Cost and multi-process scaling of the SQLite limit store (issue 16), for the working tree and
 for any git revision of src/triage/state/sqlite.py:
 
-    .venv/bin/python bench/sqlite_state.py [--rev HEAD] [--procs 1 2 4] [--seconds 4]
-        [--prefill 60000] [--concurrency 8] [--rounds 3] [--only old|new]
+    .venv/bin/python bench/sqlite_state.py [--rev a9be804~1 | --old FILE] [--procs 1 2 4]
+        [--seconds 4] [--prefill 60000] [--concurrency 8] [--rounds 3] [--work-us 0]
+        [--only old|new]
 
 N worker processes open one file and each runs `concurrency` tasks that loop reserve -> (an
 event-loop turn, standing in for the upstream call) -> settle on one key with limits big enough
@@ -14,6 +15,14 @@ time a reserve took (the slowest process's). Each figure is the median of `round
 new alternating. `--work-us` burns that much CPU per request between reserve and settle (the rest
 of a gateway request, ~900 us), so that N processes show whether the store limits their scaling;
 with 0 they measure the store alone (its transactions are serial: N processes cannot beat one).
+The default old revision is the layout before running totals (a9be804~1).
+
+On the 16-core device machine (--old: that revision's file; --rounds 3 --seconds 3, 60k rows):
+                    procs  reserve+settle/s  CPU us each  p99 ms
+    --work-us 0     old 1/2/4        60 / 53 / 123     16672 / 21139 / 18332   23 / 76 / 5064
+                    new 1/2/4   12733 / 12680 / 15131     75 / 84 / 92          0.6 / 9 / 22
+    --work-us 800   old 1/2/4        50 / 59 / 106     19164 / 16154 / 15716   27 / 28 / 5662
+                    new 1/2/4     1112 / 2197 / 4317      96 / 97 / 106         0.5 / 1.7 / 2.8
 """
 
 from __future__ import annotations
@@ -148,7 +157,7 @@ def main() -> int:
         _child(module, db, float(begin), float(seconds), int(concurrency), float(work))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rev", default="HEAD", help="the revision to compare with")
+    parser.add_argument("--rev", default="a9be804~1", help="the revision to compare with")
     parser.add_argument("--old", help="the old module's file, instead of --rev")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -184,7 +193,9 @@ def main() -> int:
                 rate, cpu, p99, worst = (
                     statistics.median(x) for x in zip(*runs[name], strict=True)
                 )
-                label = f"{name} ({args.rev})" if name == "old" else "new (tree)"
+                label = (
+                    f"old ({'--old' if args.old else args.rev})" if name == "old" else "new (tree)"
+                )
                 print(f"{label:18}{procs:>5} {rate:>17.0f} {cpu:>12.1f} {p99:>7.1f} {worst:>9.1f}")
     return 0
 

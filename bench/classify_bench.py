@@ -56,7 +56,11 @@ def prompts() -> dict[str, list[dict[str, Any]]]:
         "Why does this raise KeyError?\n```python\ndef total(orders):\n"
         "    return sum(o['price'] * o['qty'] for o in orders)\n```"
     )
+    mid_text = question + passage(2000 - len(question))
+    bench_prompt = "Is this review positive or negative? 'The battery died after two days.'"
     return {
+        "make bench prompt": [{"role": "user", "content": bench_prompt}],
+        "2KB passage question": [{"role": "user", "content": mid_text}],
         "4KB passage question": [{"role": "user", "content": long_text}],
         "16KB passage question": [{"role": "user", "content": huge_text}],
         "16KB log + ask": [{"role": "user", "content": log_ask}],

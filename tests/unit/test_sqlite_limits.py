@@ -234,3 +234,16 @@ async def test_a_file_of_the_first_layout_opens(tmp_path: Path) -> None:
     old.close()
     store = SqliteLimits(path)
     assert isinstance(await store.reserve(Ask("k", 10, Decimal("1"), rpm=1), NOW), Reservation)
+
+
+async def test_a_broken_connection_fails_the_waiting_calls_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    store = SqliteLimits(tmp_path / "state.db")
+    store.close()
+    ask = Ask("k", 10, Decimal("1"), rpm=5)
+    results = await asyncio.wait_for(
+        asyncio.gather(store.reserve(ask, NOW), store.snapshot("k", NOW), return_exceptions=True),
+        timeout=10,
+    )
+    assert all(isinstance(r, sqlite3.ProgrammingError) for r in results), results

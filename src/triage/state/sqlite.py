@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import partial
@@ -193,10 +194,9 @@ class SqliteLimits:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                    return _fail(calls, exc)
-                return self._wait(loop, calls, tries)
+            except sqlite3.Error as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                return self._wait(loop, calls, tries) if busy else _fail(calls, exc)
             results = self._run(calls)
         if isinstance(results, list):
             for call, result in zip(calls, results, strict=True):
@@ -223,7 +223,7 @@ class SqliteLimits:
                 self._db.execute(_STORE, totals.row(key_id))
             self._db.execute("COMMIT")
         except Exception as exc:
-            if self._db.in_transaction:
+            with suppress(sqlite3.Error):  # it may have rolled back already (disk full)
                 self._db.execute("ROLLBACK")
             return (calls[len(results)] if len(results) < len(calls) else None), exc
         finally:
@@ -360,6 +360,10 @@ class SqliteLimits:
 
 
 def _fail(calls: list[_Call], error: BaseException) -> None:
+    """`error` to every caller still waiting; the file failing (I/O, disk full, locked) is the
+    store being down, and the guard applies the key's policy."""
+    if isinstance(error, sqlite3.OperationalError):
+        error = StoreDown(f"the state file failed: {error}")
     for call in calls:
         if not call.future.done():
             call.future.set_exception(error)

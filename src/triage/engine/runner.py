@@ -46,6 +46,7 @@ Sleep = Callable[[float], Awaitable[None]]
 CHARS_PER_TOKEN = 4  # conservative prompt-size estimate for the context-window pre-check
 MAX_BACKOFF = 8.0
 CANCELLED = 499  # the caller went away while an attempt was in flight (nginx's status)
+REACH_CACHE = 256  # plans whose reachable deployments are kept
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Engine:
         self.on_cooldown = on_cooldown
         self.drain = drain
         self.groups: Mapping[str, list[Deployment]] = config.groups
+        self._reach: dict[tuple[object, ...], tuple[object, object, tuple[str, ...]]] = {}
 
     async def complete(
         self, plan: RoutePlan, call: Call, attempts: list[AttemptRecord] | None = None
@@ -191,13 +193,24 @@ class Engine:
         """Let a shared store start this plan's refresh early (see Store.prefetch)."""
         self.store.prefetch(self._reachable(plan))
 
-    def _reachable(self, plan: RoutePlan) -> list[str]:
+    def _reachable(self, plan: RoutePlan) -> tuple[str, ...]:
         """Every deployment the plan may reach, fallbacks included (what a shared store
-        refreshes before the request)."""
+        refreshes before the request). Worked out once per route: an `auto` request's plan is
+        a copy of its route's, sharing the route's fallback maps (held here, compared by
+        identity)."""
+        cw, cp = plan.context_window_fallbacks, plan.content_policy_fallbacks
+        key = (plan.groups, plan.local_only, id(cw), id(cp))
+        known = self._reach.get(key)
+        if known is not None and known[0] is cw and known[1] is cp:
+            return known[2]
         groups = list(plan.groups)
-        for fallbacks in (plan.context_window_fallbacks, plan.content_policy_fallbacks):
+        for fallbacks in (cw, cp):
             groups += [g for source in plan.groups for g in fallbacks.get(source, ())]
-        return [d.id for g in dict.fromkeys(groups) for d in self._deployments(plan, g)]
+        ids = tuple(d.id for g in dict.fromkeys(groups) for d in self._deployments(plan, g))
+        if len(self._reach) >= REACH_CACHE:
+            self._reach.clear()  # routes are few; many keys means plans built per request
+        self._reach[key] = (cw, cp, ids)
+        return ids
 
     def _deployments(self, plan: RoutePlan, group: str) -> list[Deployment]:
         deployments = self.groups.get(group, [])

@@ -16,7 +16,16 @@ import pytest
 
 from triage.classify import Classifier, store
 from triage.classify.classifier import feature_ids
-from triage.classify.features import _REASONING_CUES, _TOKEN, _cues, analyse, words_of
+from triage.classify.features import (
+    _MARKER_GATES,
+    _REASONING_CUES,
+    _TOKEN,
+    FAILURE_MARKERS,
+    _cues,
+    analyse,
+    has_failure_marker,
+    words_of,
+)
 from triage.classify.linear import (
     CONTEXT_WEIGHT,
     FIELD_MASK,
@@ -64,6 +73,25 @@ def test_words_of_matches_the_regex_tokenizer(text: str) -> None:
 def test_gated_cue_count_matches_counting_every_cue(text: str) -> None:
     lowered = text.lower()
     assert _cues(lowered) == min(sum(cue in lowered for cue in _REASONING_CUES), 2)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *hostile_texts(40, seed=5),
+        *(f"x{marker}y" for marker in FAILURE_MARKERS),
+        "ERRor FATAl panic Traceback(",
+        "E T F : failed",
+    ],
+)
+def test_gated_failure_markers_match_searching_every_marker(text: str) -> None:
+    assert has_failure_marker(text) == any(marker in text for marker in FAILURE_MARKERS)
+
+
+def test_marker_gates_cover_every_marker_and_sit_inside_it() -> None:
+    grouped = [marker for _, markers in _MARKER_GATES for marker in markers]
+    assert sorted(grouped) == sorted(FAILURE_MARKERS)
+    assert all(gate in marker for gate, markers in _MARKER_GATES for marker in markers)
 
 
 CODE_PIECES = ("(", ")", "{", "}", "=", ";", "<", ">", " ", "\t", "x", "_1", "/", ".", ":", '"')

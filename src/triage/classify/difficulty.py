@@ -60,7 +60,7 @@ def difficulty(analysis: Analysis, task: str) -> float:
     step_cues, constraint_cues = cues & _CUE_LOW, cues >> _CUE_SHIFT
     length = sig.length
     # Bulleted requirements count as constraints; in a long paste bullets are the document's.
-    if length <= BULLET_SCAN:
+    if length <= BULLET_SCAN and "\n" in prompt.text:
         constraint_cues += sum(map(prompt.text.count, _BULLETS))
     instruction_len = len(prompt.instruction) or 1
     # Each factor is 1 - weight * min(1, strength), multiplied in a fixed order.

@@ -107,6 +107,22 @@ FAILURE_MARKERS = (
     "failed",
     "errno",
 )
+# The markers grouped under a character each of them holds, rarer than their first letter: a
+# one-character search (memchr) rules out a group before any substring search.
+_MARKER_GATES = (
+    ("E", ("Error", "ERROR", "Exception")),
+    ("T", ("Traceback",)),
+    ("F", ("FATAL",)),
+    (":", ("panic:",)),
+    ("", ("failed", "errno")),
+)
+
+
+def has_failure_marker(text: str) -> bool:
+    """Whether any of FAILURE_MARKERS occurs in `text`."""
+    return any(
+        gate in text and any(map(text.__contains__, markers)) for gate, markers in _MARKER_GATES
+    )
 
 
 class Signals(NamedTuple):
@@ -175,7 +191,7 @@ def dense_ids(
         DENSE + 80 + _cues(prompt.text[:SIGNAL_SCAN].lower()),
         DENSE + 88 + bisect_right(_DENSITY_STEPS, _density(body_scan)),
     ]
-    if body_scan and any(map(body_scan.__contains__, FAILURE_MARKERS)):
+    if body_scan and has_failure_marker(body_scan):
         ids.append(DENSE + 60)
     # The identifier regex only runs when there is something code-like to find.
     if (sig.code_chars or "Error" in instruction or "Exception" in instruction) and (

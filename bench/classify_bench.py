@@ -4,7 +4,14 @@ Times N calls per prompt shape with time.perf_counter_ns and prints p50 / p99 / 
 microseconds. The budget is p50 <= 100us for everyday prompts, p99 <= 1ms for prompts up to
 16 KB, and loading the shipped weights (median of several loads) <= 300ms.
 
-    .venv/bin/python bench/classify_bench.py [--n 5000]
+    .venv/bin/python bench/classify_bench.py [--n 5000] [--cpu]
+
+`--against COMMIT` instead compares this tree's classifier with the one at COMMIT (extracted by
+classify_identity.py), interleaved on this thread's CPU clock: median microseconds per call of
+each over 9 rounds, and the ratio. On a shared machine only the ratio of back-to-back runs means
+anything.
+
+    .venv/bin/python bench/classify_bench.py --against 04f190e --n 500
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from timing import report, time_calls  # bench/timing.py: this script's folder is on sys.path
@@ -99,6 +107,42 @@ def cpu_calls(call: Callable[[], object], n: int) -> list[int]:
     return timings
 
 
+def round_us(call: Callable[[], object], n: int) -> float:
+    clock = time.thread_time_ns
+    start = clock()
+    for _ in range(n):
+        call()
+    return (clock() - start) / n / 1000
+
+
+def against(commit: str, n: int) -> None:
+    """Median CPU microseconds per classify() of this tree and of `commit`, interleaved."""
+    import importlib
+    import tempfile
+    from pathlib import Path
+
+    from classify_identity import old_package
+
+    with tempfile.TemporaryDirectory() as where:
+        old = importlib.import_module(old_package(commit, Path(where))).Classifier.load()
+        new = Classifier.load()
+        for name, messages in prompts().items():
+            calls = [partial(c.classify, messages) for c in (old, new)]
+            rounds: list[list[float]] = [[], []]
+            for call in calls:
+                cpu_calls(call, 200)
+            gc.disable()
+            try:
+                for _ in range(9):
+                    for index, call in enumerate(calls):
+                        rounds[index].append(round_us(call, n))
+            finally:
+                gc.enable()
+            before, after = map(statistics.median, rounds)
+            ratio = before / after
+            print(f"{name:<24} {commit[:8]} {before:8.1f}us  now {after:8.1f}us  x{ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="classifier latency benchmark")
     parser.add_argument("--n", type=int, default=5000)
@@ -108,7 +152,11 @@ def main() -> None:
         help="time with this thread's CPU clock: on a shared machine, wall-clock p99 measures "
         "the scheduler, not the classifier",
     )
+    parser.add_argument("--against", metavar="COMMIT", help="compare with the classifier at COMMIT")
     args = parser.parse_args()
+    if args.against:
+        against(args.against, args.n)
+        return
     loads = []
     for _ in range(5):
         started = time.perf_counter()

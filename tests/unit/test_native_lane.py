@@ -18,6 +18,7 @@ from triage.engine.base import Call, Timeouts
 from triage.engine.lanes import Lanes, lane_name
 from triage.engine.native import NativeLane, SSEDecoder
 from triage.engine.native_errors import ErrorInfo, inband_error, retry_after, status_error
+from triage.engine.sse import plain_chunks
 from triage.errors import (
     BadRequest,
     ContentPolicyViolation,
@@ -128,6 +129,45 @@ def test_sse_decoder_matches_the_sse_rules_however_the_bytes_are_split(
     events += decoder.feed(stream[start:])
     events += decoder.flush()
     assert events == _reference_sse(stream)
+
+
+EVENT_PIECES = [b"{", b"}", b'"error"', b"[DONE]", b"\n", b"x", b'"a":1', b" "]
+
+
+def _walk(events: list[bytes]) -> tuple[list[bytes], bool] | None:
+    """The native lane's per-event rule: chunks up to [DONE]; None where an event needs a look
+    inside (an `"error"` member, or not an object)."""
+    chunks: list[bytes] = []
+    for data in events:
+        if data.startswith(b"[DONE]"):
+            return chunks, True
+        if b'"error"' in data or data[:1] != b"{":
+            return None
+        chunks.append(data)
+    return chunks, False
+
+
+_EVENT_BODY = st.lists(st.sampled_from(EVENT_PIECES), max_size=6).map(b"".join)
+_EVENT = st.one_of(st.just(b"[DONE]"), _EVENT_BODY.map(lambda b: b"{" + b), _EVENT_BODY)
+
+
+@settings(max_examples=500, deadline=None)
+@given(events=st.lists(_EVENT, max_size=8))
+def test_plain_chunk_shortcut_agrees_with_the_per_event_rule(events: list[bytes]) -> None:
+    fast = plain_chunks(events)
+    if fast is None:
+        return  # the lane then walks the events one by one
+    walked = _walk(events)
+    assert walked is not None and walked[0] == fast and walked[0]
+    assert walked[1] == (len(fast) < len(events))  # [DONE] came last, nothing after it
+
+
+def test_plain_chunk_shortcut_takes_the_usual_read() -> None:
+    chunk = b'{"choices":[{"index":0,"delta":{"content":"hi"}}]}'
+    assert plain_chunks([chunk, chunk, b"[DONE]"]) == [chunk, chunk]
+    assert plain_chunks([chunk, b'{"error":{"message":"m"}}']) is None
+    assert plain_chunks([chunk, b"[DONE]", chunk]) is None
+    assert plain_chunks([b"[DONE]"]) is None
 
 
 @pytest.mark.parametrize(

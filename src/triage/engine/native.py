@@ -28,7 +28,7 @@ from triage.engine.native_errors import (
     read_error_body,
 )
 from triage.engine.payload import upstream_body
-from triage.engine.sse import LineTooLong, SSEDecoder
+from triage.engine.sse import DONE, ERROR_MEMBER, LineTooLong, SSEDecoder, plain_chunks
 from triage.errors import (
     TriageError,
     UpstreamConnectionError,
@@ -59,10 +59,6 @@ POOL_LIMIT = 1000  # beyond this, calls queue for a connection instead of exhaus
 # before the server does, because a POST sent on one it is closing fails and is not replayed.
 KEEPALIVE_SECONDS = 4.0
 DNS_CACHE_SECONDS = 300
-DONE = b"[DONE]"
-# In-band errors name an `error` member (or say `"object":"error"`); inside a string those
-# quotes would be escaped, so a chunk without this byte sequence cannot be one.
-ERROR_MEMBER = b'"error"'
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 _CALL_ERRORS = (*NETWORK_ERRORS, ValueError)  # ValueError: aiohttp's invalid URL / header
 
@@ -338,6 +334,10 @@ class NativeStream:
                 return batch
 
     def _batch(self, events: list[bytes]) -> Batch | None:
+        plain = plain_chunks(events)
+        if plain:  # the usual read: chunk objects only, perhaps ended by [DONE]
+            self._finished = len(plain) < len(events)
+            return Batch([None] * len(plain), plain, last=self._finished, decode=self._decode)
         chunks: list[Chunk | None] = []
         raw: list[bytes] = []
         for data in events:

@@ -9,7 +9,8 @@ What a request costs is independent of the traffic in the window:
 - `totals` keeps, per key, running counts (requests and tokens in the window, money held and
   holds in flight) and the spend of the current day and month, one row read and written per
   transaction. Rows entering or leaving the window adjust it; expiry deletes only the rows that
-  fell out (a range of the `(key_id, at)` primary key), never counts the window.
+  fell out (a range of the `(key_id, at)` primary key), never counts the window, and looks for
+  lapsed holds only once the oldest hold (`held_since`, a lower bound) can have lapsed.
 - `win` (the rpm/tpm window) and `holds` (unsettled worst cases, lapsing after `ttl`) are keyed
   by (key_id, at, id), so settle finds a reservation's rows without a secondary index.
 - Calls are queued and run together: the operations that arrive during one turn of the event

@@ -146,11 +146,14 @@ def signals(prompt: Prompt) -> Signals:
     # Densities come from the first SIGNAL_SCAN characters: a fair sample of a long paste, and
     # the cost stays flat however long the prompt is.
     sample = text[:SIGNAL_SCAN]
-    raw = sample.encode()
     instruction = prompt.instruction.encode()
     length = len(text)
     scale = length / len(sample) if sample else 0.0
     digits = len(instruction) - len(instruction.translate(None, _DIGITS))
+    # A short turn that is all instruction (the usual case) is its own sample: encode and count
+    # its digits once.
+    same = sample is prompt.instruction
+    raw = instruction if same else sample.encode()
     return Signals(
         length,
         prompt.passage_chars,
@@ -158,7 +161,7 @@ def signals(prompt: Prompt) -> Signals:
         # Digits plus operators, operators counted twice: "2 + 2 = ?" is denser than "in 2023".
         2 * (len(instruction) - len(instruction.translate(None, _MATH_OPS))) - digits,
         round((len(raw) - len(raw.translate(None, _CODE_CHARS))) * scale),
-        len(raw) - len(raw.translate(None, _DIGITS)),
+        digits if same else len(raw) - len(raw.translate(None, _DIGITS)),
         "```" in text,
         (len(raw) - len(sample)) / len(sample) if sample else 0.0,
         prompt.instruction.count("?"),

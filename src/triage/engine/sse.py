@@ -3,10 +3,14 @@ every line and event bounded (`server.max_sse_line_bytes`)."""
 
 from __future__ import annotations
 
+import operator
+
 DONE = b"[DONE]"
 # In-band errors name an `error` member (or say `"object":"error"`); inside a string those
 # quotes would be escaped, so a chunk without this byte sequence cannot be one.
 ERROR_MEMBER = b'"error"'
+_FIRST = operator.itemgetter(slice(0, 1))
+_OBJECT = {b"{"}
 
 
 class LineTooLong(ValueError):
@@ -44,10 +48,7 @@ class SSEDecoder:
             # What OpenAI-protocol servers send: `data: {...}` and a blank line, over and over.
             # Recognised as a whole, it needs no line-by-line walk.
             values = lines[0::2]
-            # Lines hold no newline, so each "\ndata: " found starts a line: as many as there
-            # are value lines means every one is a data line (one C-level count, no loop).
-            prefixed = (b"\n" + b"\n".join(values)).count(b"\ndata: ")
-            if not any(lines[1::2]) and prefixed == len(values):
+            if not any(lines[1::2]) and all(v.startswith(b"data: ") for v in values):
                 if len(lines) % 2:  # the last event's blank line has not arrived yet
                     self._data = [values.pop()[6:]]
                     self._pending = len(self._data[0])
@@ -83,14 +84,11 @@ class SSEDecoder:
 
 
 def plain_chunks(events: list[bytes]) -> list[bytes] | None:
-    """The events before a final [DONE] when each is one line that starts as a JSON object
-    and none has an `"error"` member (what the native lane's per-event walk would find), by
-    C-level counts over the joined events instead of a loop; None otherwise."""
+    """The events before a final [DONE] when each starts as a JSON object and none has an
+    `"error"` member (what the native lane's per-event walk would find), by C-level passes
+    instead of a loop; None otherwise. Joined, events can only show `"error"` where one of them
+    has it or across a boundary, which just takes the walk."""
     body = events[:-1] if events and events[-1].startswith(DONE) else events
-    if not body:
-        return None
-    joined = b"\n" + b"\n".join(body)
-    count = len(body)
-    if joined.count(b"\n") != count or joined.count(b"\n{") != count or ERROR_MEMBER in joined:
+    if not body or set(map(_FIRST, body)) != _OBJECT or ERROR_MEMBER in b"".join(body):
         return None
     return body

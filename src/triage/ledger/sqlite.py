@@ -7,18 +7,24 @@ being killed (even ``kill -9``); it is not fsynced, so an OS crash or power loss
 last few rows (the database itself stays consistent). ``synchronous="FULL"`` fsyncs the WAL on
 every commit and survives power loss at the price of one fsync per request.
 
+Checkpoints (copying the WAL back into the database file, with an fsync) never run on the
+serving connection, whose commits run on the event loop: SQLite's automatic checkpoint stalled
+one commit in ~150 for 5-15 ms. A thread of the ledger's own, on a connection of its own, runs
+a PASSIVE checkpoint (it never blocks a writer) every CHECKPOINT_EVERY commits instead.
+
 Money is stored as TEXT (plain decimal notation) so it round-trips exactly as ``Decimal``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from triage.ledger.rows import ADDED, COLUMNS, FIELDS, SCHEMA_VERSION, LedgerRow, values_of
+from triage.ledger.rows import ADDED, COLUMNS, FIELDS, SCHEMA_VERSION, LedgerRow
 
 if TYPE_CHECKING:
     from triage.report import Dimension, Report
@@ -38,13 +44,30 @@ _SPEND = "SELECT cost_usd FROM usage WHERE key_id IS ? AND ts >= ?"
 
 
 def _to_db(row: LedgerRow) -> tuple[Any, ...]:
-    values = values_of(row)
-    for index, value in enumerate(values):
-        if isinstance(value, Decimal):
-            values[index] = format(value, "f")  # no exponent: readable in the sqlite3 shell
-        elif isinstance(value, bool):
-            values[index] = int(value)
-    return tuple(values)
+    """The row's values in FIELDS order (a test pins it), money in plain decimal notation (no
+    exponent: readable in the sqlite3 shell); one tuple, ~1 µs against ~5 µs for a loop."""
+    r = row
+    return (
+        r.ts,
+        r.request_id,
+        r.key_id,
+        r.task,
+        r.tier,
+        r.route,
+        r.deployment,
+        r.status,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.usage_source,
+        format(r.cost_usd, "f"),
+        format(r.counterfactual_usd, "f"),
+        r.latency_s,
+        r.ttft_s,
+        int(r.stream),
+        r.attempts,
+        r.fallbacks,
+        r.error,
+    )
 
 
 def _from_db(record: tuple[Any, ...]) -> LedgerRow:
@@ -69,6 +92,45 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if name not in present:
             conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+CHECKPOINT_EVERY = 200  # commits between two background checkpoints (~3 WAL pages each)
+
+
+class _Checkpointer:
+    """PASSIVE checkpoints of `path`'s WAL, on a daemon thread and a connection of their own,
+    each time `nudge` is called (the GIL is released while SQLite works)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.done = 0  # checkpoints run so far
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="ledger-checkpoint", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._closing:
+                    return
+                # Busy (another process checkpointing) or failing: the next nudge tries again.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.done += 1
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout=10)
 
 
 class Ledger:
@@ -117,6 +179,11 @@ class Ledger:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._checkpointer: _Checkpointer | None = None
+        self._commits = 0
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]) == "wal":
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # see the module docstring
+            self._checkpointer = _Checkpointer(str(self.path))
 
     @property
     def journal_mode(self) -> str:
@@ -129,9 +196,13 @@ class Ledger:
         values = _to_db(row)
         with self._lock:
             self._conn.execute(_INSERT, values)
+            self._committed()
 
     def append_many(self, rows: list[LedgerRow]) -> None:
         """Record several requests in one transaction: all committed when this returns, or none."""
+        if len(rows) == 1:  # autocommit: one statement instead of three
+            self.append(rows[0])
+            return
         values = [_to_db(row) for row in rows]
         with self._lock:
             self._conn.execute("BEGIN")
@@ -141,6 +212,17 @@ class Ledger:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            self._committed()
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and self._checkpointer is not None:
+            self._checkpointer.nudge()
+
+    @property
+    def checkpoints(self) -> int:
+        """Background checkpoints run so far (0 without a WAL)."""
+        return self._checkpointer.done if self._checkpointer is not None else 0
 
     def rows(self, since: float | None = None) -> list[LedgerRow]:
         """Every row with ``ts >= since`` (all rows when None), oldest first."""
@@ -166,6 +248,8 @@ class Ledger:
 
     def close(self) -> None:
         """Close the connection (idempotent); a clean close also checkpoints the WAL."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             self._conn.close()
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CollectorRegistry
 
 from triage import __version__
@@ -136,8 +137,16 @@ def create_app(
             ledger.close()
         app_state.extras[responses.STORE].close()
 
+    # FastAPI's own OpenTelemetry bridge off: traces are ours (telemetry/), on a provider of
+    # our own, and its per-request "is OTel configured?" check costs ~10 µs a request.
+    off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
-        title="Triage", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="Triage",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=off,
     )
     # No trailing-slash redirects: Starlette builds their Location from the client's Host
     # header (an open redirect); a path with a stray slash is a plain 404 instead.

@@ -83,19 +83,33 @@ def default_store(config: Config, metrics: Metrics | None = None) -> Store:
     return MemoryStore(breaker)
 
 
-def limit_store(config: Config, ledger: LedgerStore | None) -> LimitStore:
+def limit_store(
+    config: Config,
+    ledger: LedgerStore | None,
+    metrics: Metrics | None = None,
+    store: Store | None = None,
+) -> LimitStore:
     """Per-key counters; spend is seeded from the ledger so a restart does not reset a
-    budget."""
+    budget. On Redis they share the breaker store's connection (a request's reservation and
+    breaker refresh leave in one write)."""
     spend_since = ledger.spend if ledger is not None else None
     settings = config.state
     if settings.backend == "sqlite":
         return SqliteLimits(settings.path, spend_since, ttl=settings.reservation_ttl)
     if settings.backend == "redis" and settings.url is not None:
+        from triage.state.redis_breaker import RedisStore
         from triage.state.redis_limits import RedisLimits
         from triage.state.redis_wire import Wire
 
-        client = Wire(settings.url.get_secret_value(), settings.timeout)
-        return RedisLimits(client, spend_since, ttl=settings.reservation_ttl)
+        def failed(operation: str) -> None:  # a settle written behind that did not land
+            if metrics is not None:
+                metrics.store_failures.labels(operation, "fail_open").inc()
+
+        if isinstance(store, RedisStore):
+            client = store.client
+        else:
+            client = Wire(settings.url.get_secret_value(), settings.timeout)
+        return RedisLimits(client, spend_since, ttl=settings.reservation_ttl, on_failure=failed)
     return MemoryLimits(spend_since, ttl=settings.reservation_ttl)
 
 
@@ -120,7 +134,7 @@ def build_runtime(
         drain=shared.drain,
     )
     if shared.limits is None:
-        shared.limits = limit_store(config, shared.ledger)
+        shared.limits = limit_store(config, shared.ledger, metrics, shared.store)
     ledger = shared.ledger
     guard = Guard(
         config.auth,

@@ -123,6 +123,9 @@ class AppState:
         if self.shared.tracing is not None:
             self.shared.tracing.close()  # flushes the spans still queued
         if self.shared.limits is not None:
+            flush = getattr(self.shared.limits, "flush", None)  # Redis: settles written behind
+            if flush is not None:
+                await flush()
             self.shared.limits.close()  # the SQLite file or the store connection
 
 

@@ -148,8 +148,8 @@ class RedisStore(MemoryStore):
         return [f"{self.prefix}{{dep}}:{deployment}:{field}" for field in FIELDS]
 
     def prefetch(self, deployments: Sequence[str]) -> None:
-        """Send the refresh of a request's deployments now, without waiting, so that its round
-        trip rides with another one (the key's reservation) instead of costing its own. The
+        """Send the refresh of a request's deployments with the next command (the key's
+        reservation, on the same connection), so that its round trip is not one of its own. The
         same request's `sync` takes the answer unless this replica wrote anything since (then
         it refreshes as before). Read only: a request refused after its prefetch holds no
         probe claim, and a probe to claim sends `sync` the ordinary way."""
@@ -158,7 +158,7 @@ class RedisStore(MemoryStore):
             return
         samples = self._samples
         self._samples = []
-        future = self.client.send_now(self._command(list(ids), samples, claim=False))
+        future = self.client.send_now(self._command(list(ids), samples, claim=False), cork=True)
         if future is None:  # no connection yet: `sync` opens one
             self._samples = samples + self._samples
             return

@@ -2,7 +2,8 @@
 replica of a fleet (`state: {backend: redis, url: ...}`).
 
 Each operation is one Lua script, so the read-check-write is atomic across replicas, and one
-round trip (EVALSHA, on the lean pipelined client of `redis_wire`). The rules are those of
+round trip (EVALSHA, on the lean pipelined client of `redis_wire`); a settle is written behind
+(see `settle`). The rules are those of
 `limits.decide`: the script checks the same numbers in the same order, and a refusal's message
 and Retry-After are built by `decide` from the counts the script returns.
 
@@ -22,7 +23,10 @@ never less.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -41,9 +45,10 @@ from triage.state.limits import (
     new_id,
     period_start,
 )
-from triage.state.redis_conn import PREFIX, call
-from triage.state.redis_wire import Script, Wire, pack_args
+from triage.state.redis_conn import PREFIX, StoreDown, call
+from triage.state.redis_wire import Script, Wire, missing, pack_args
 
+log = logging.getLogger("triage.state")
 NANO = Decimal(10**9)
 KEY_CACHE = 10_000  # keys whose store keys are kept encoded (cleared when full)
 PERIOD_KEEP = 33 * 86400  # a month's counter outlives its month
@@ -169,8 +174,11 @@ class RedisLimits:
         *,
         ttl: float = 900.0,
         prefix: str = PREFIX,
+        on_failure: Callable[[str], None] = lambda operation: None,
     ) -> None:
         self.client = client
+        self.on_failure = on_failure
+        self._behind: set[asyncio.Future[Any]] = set()  # settles written behind
         self.spend_since = spend_since
         self.ttl = ttl
         self.prefix = prefix
@@ -236,8 +244,58 @@ class RedisLimits:
     async def settle(
         self, reservation: Reservation, tokens: int, cost: Decimal, now: float
     ) -> None:
+        """Written behind: the script goes out with this connection's next write and the
+        request does not wait for its answer. This replica's later reserve runs after it (one
+        connection, commands in order); other replicas see it within a round trip, and until
+        then see the hold, which is never less than the settled cost. A settle that fails is
+        counted (`on_failure`) and logged here, as the guard does for the awaited calls; one
+        the store cannot take at once (its period counters need seeding, or it lost the
+        script in a restart) is retried in a task. `flush` waits for all of them."""
+        keys = self._keys(reservation.key_id, now)
         args = [reservation.id, tokens, to_nano(cost), self._keep]
-        await self._run(self._settle, reservation.key_id, now, args)
+        command = self._settle.command(keys.packed, len(keys.names), [repr(now), *args])
+        future = self.client.send_now(command, cork=True)
+        if future is None:  # no connection yet: open one, and let the guard see a failure
+            await self._run(self._settle, reservation.key_id, now, args)
+            return
+        self._behind.add(future)
+        future.add_done_callback(partial(self._settled, reservation.key_id, now, args))
+
+    def _settled(
+        self, key_id: str, now: float, args: list[Any], future: asyncio.Future[Any]
+    ) -> None:
+        self._behind.discard(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None and future.result()[0] != "seed":
+            return
+        if error is None or missing(error):
+            task = asyncio.get_running_loop().create_task(self._settle_again(key_id, now, args))
+            self._behind.add(task)
+            task.add_done_callback(self._behind.discard)
+        else:
+            self._failed(key_id, error)
+
+    async def _settle_again(self, key_id: str, now: float, args: list[Any]) -> None:
+        try:
+            await self._run(self._settle, key_id, now, args)
+        except (StoreDown, RuntimeError) as exc:
+            self._failed(key_id, exc)
+
+    def _failed(self, key_id: str, error: BaseException) -> None:
+        self.on_failure("settle")
+        reason = type(error).__name__ if isinstance(error, OSError) else str(error)
+        log.warning(
+            "state store unreachable (%s) on settle for key %s: served uncounted", reason, key_id
+        )
+
+    async def flush(self) -> None:
+        """Wait for the settles written behind (at shutdown)."""
+        for _ in range(10):  # a retry may start while the first answers are waited for
+            if not self._behind:
+                return
+            await asyncio.gather(*list(self._behind), return_exceptions=True)
 
     async def snapshot(self, key_id: str, now: float) -> Snapshot:
         result = await self._run(self._snapshot, key_id, now, [WINDOW, self.ttl])

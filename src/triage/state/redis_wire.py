@@ -11,8 +11,12 @@ commands are pipelined for free.
 Failure handling: a connection that fails, or a reply that does not come within `timeout`,
 closes the connection and fails every command waiting on it (`ConnectionError`, which the
 callers turn into `StoreDown`); the next command opens a new connection, so a replica recovers
-when the store comes back without a restart. Scripts run by EVALSHA and are sent whole (EVAL,
-which also caches them) when the server does not know them, as after a restart.
+when the store comes back without a restart. Scripts run by EVALSHA; every new connection
+loads them first (a restarted server has none), and a script the server still does not know
+(flushed while connected) is sent whole (EVAL, which also caches it).
+
+Commands issued together leave in one write: a corked command (a settle, a breaker refresh
+sent ahead) waits for the next command on the connection or the loop's next turn.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.parser = hiredis.Reader(encoding="utf-8")
         self.transport: asyncio.Transport | None = None
+        self.corked: list[bytes] = []
         self.loop = asyncio.get_running_loop()
         self._watch = self.loop.call_later(self._interval, self._watchdog)
 
@@ -68,14 +73,30 @@ class _Connection(asyncio.Protocol):
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         return self.send_packed(_pack(args))
 
-    def send_packed(self, command: bytes) -> asyncio.Future[Any]:
+    def send_packed(self, command: bytes, *, cork: bool = False) -> asyncio.Future[Any]:
+        """Write `command`; its reply's future. A corked command waits for the next command
+        on this connection or the loop's next turn, whichever comes first, so that commands
+        issued together leave in one write (and their replies come back in one read)."""
         future: asyncio.Future[Any] = self.loop.create_future()
         if self.closed or self.transport is None:
             future.set_exception(ConnectionError("the state store connection is closed"))
             return future
         self.waiting.append((future, self.loop.time() + self.timeout))
-        self.transport.write(command)
+        if cork:
+            if not self.corked:
+                self.loop.call_soon(self.uncork)
+            self.corked.append(command)
+        elif self.corked:
+            self.corked.append(command)
+            self.uncork()
+        else:
+            self.transport.write(command)
         return future
+
+    def uncork(self) -> None:
+        if self.corked and not self.closed and self.transport is not None:
+            self.transport.write(b"".join(self.corked))
+        self.corked.clear()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -139,29 +160,37 @@ class Wire:
         self._conn: _Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Lock | None = None
+        self._scripts: list[Script] = []  # loaded on every new connection
 
     async def execute(self, *args: Any) -> Any:
         return await self.execute_packed(_pack(args))
 
     async def execute_packed(self, command: bytes) -> Any:
         """Run one command already in RESP form."""
-        conn = self._conn
-        if conn is None or conn.closed or conn.loop is not asyncio.get_running_loop():
-            conn = await self._connection()
+        conn = self._live() or await self._connection()
         return await conn.send_packed(command)
 
-    def send_now(self, command: bytes) -> asyncio.Future[Any] | None:
+    def send_now(self, command: bytes, *, cork: bool = False) -> asyncio.Future[Any] | None:
         """Write one command (RESP form) at once, without waiting: its reply's future, or None
         when there is no open connection on this loop (the caller awaits `execute_packed`
         instead). Commands on the connection run in the order they are written, so a command
         sent later sees this one's effect."""
+        conn = self._live()
+        return None if conn is None else conn.send_packed(command, cork=cork)
+
+    def _live(self) -> _Connection | None:
+        """The open connection when it belongs to the running loop. The loop's `is_running`
+        stands in for `get_running_loop()` (a getpid system call each on Python 3.11): one
+        loop runs on a thread at a time, and a Wire is used from one thread."""
         conn = self._conn
-        if conn is None or conn.closed or conn.loop is not asyncio.get_running_loop():
+        if conn is None or conn.closed or not conn.loop.is_running():
             return None
-        return conn.send_packed(command)
+        return conn
 
     def register_script(self, text: str) -> Script:
-        return Script(self, text)
+        script = Script(self, text)
+        self._scripts.append(script)
+        return script
 
     async def _connection(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -202,6 +231,11 @@ class Wire:
                 await future
         except RuntimeError:
             raise ConnectionError("the state store refused the connection's login") from None
+        # A server that restarted has lost its scripts: load them before any command, so that
+        # a command written behind (a settle) does not come back NOSCRIPT after a later one.
+        loads = [conn.send(("SCRIPT", "LOAD", script.text)) for script in self._scripts]
+        for future in loads:
+            await future
 
     def close(self) -> None:
         if self._conn is not None:

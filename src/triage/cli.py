@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from triage.config import Config, ConfigError, load_config, summary
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 BIND_HOST_ENV = "TRIAGE_BIND_HOST"  # what `serve` listens on, for its worker processes
+SETTLE_AFTER_S = 1.0
 
 
 def _load(path: str) -> Config:
@@ -38,7 +40,10 @@ def _settle(app: Any) -> None:
     out of the garbage collector's way with `gc.freeze()`. Full collections otherwise re-scan
     them every ~2,000 requests (~50 ms each, ~25 µs a request). Runs in a thread once the app
     is built, so readiness does not wait for it; a request that needs prices first waits on
-    the map's lock as it would have parsed it itself."""
+    the map's lock as it would have parsed it itself. It starts a second after the app is
+    built: the server binds and answers its first health checks without competing for the
+    GIL."""
+    time.sleep(SETTLE_AFTER_S)
     app.state.triage.shared.prices.load()
     gc.collect()
     gc.freeze()

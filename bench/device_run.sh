@@ -4,8 +4,12 @@
 # does not import to stay under 64 MiB) and fetch py-spy's wheel into .whl; carry `.whl`.
 # There: bash bench/device_run.sh
 set -u
+# Bytecode compiled at install, as pip does for any user (the machine sets
+# PYTHONDONTWRITEBYTECODE, so without it every spawn would compile every module and start-up
+# would time the compiler): the wheels and the project's tree, by compileall on every core.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
+python3 -m compileall -q -j 0 /tmp/site src bench > /dev/null || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONUNBUFFERED=1
 export PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp/bench-out}

@@ -53,6 +53,7 @@ class Meta:
     forced_task: str | None = None
     authorization: str | None = None
     prefer: str | None = None  # a deployment to use first while healthy (RoutePlan.prefer)
+    trace: tuple[str, str | None] | None = None  # the caller's traceparent and tracestate
 
 
 @dataclass
@@ -240,7 +241,7 @@ class Service:
             reservation=reservation,
         )
         self.metrics.in_flight.inc()
-        telemetry.begin(self.tracing, kind, request.model, record)
+        telemetry.begin(self.tracing, kind, request.model, record, meta.trace)
         # A native answer is not in the chat form the cache keeps and replays.
         lookup = OFF if native else await self.cache.lookup(kind, plan, key, body, stream)
         if lookup.hit is not None:

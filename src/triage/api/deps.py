@@ -240,13 +240,30 @@ def _utf8_encodable(data: Any) -> bool:
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+# The request headers `meta` reads, by ASGI (lower-case) name: their slot in its one pass.
+_META_HEADERS = {
+    b"x-request-id": 0,
+    b"x-triage-task": 1,
+    b"authorization": 2,
+    b"traceparent": 3,
+    b"tracestate": 4,
+}
+
+
 def meta(request: Request) -> Meta:
-    rid = request.headers.get("x-request-id")
+    """What the service needs from the headers, read in one pass over them (the first of a
+    repeated header counts, as with `request.headers.get`)."""
+    found: list[str | None] = [None] * 5
+    for name, value in request.scope["headers"]:
+        slot = _META_HEADERS.get(name)
+        if slot is not None and found[slot] is None:
+            found[slot] = value.decode("latin-1")
+    rid, task, authorization, traceparent, tracestate = found
     if rid is None or _REQUEST_ID.fullmatch(rid) is None:
         rid = os.urandom(16).hex()  # as unique as uuid4, a fraction of the cost
-    task = request.headers.get("x-triage-task")
     return Meta(
         request_id=rid,
         forced_task=task.strip() if task else None,
-        authorization=request.headers.get("authorization"),
+        authorization=authorization,
+        trace=(traceparent, tracestate) if traceparent else None,
     )

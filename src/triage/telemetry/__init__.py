@@ -4,7 +4,8 @@
 This module imports no OpenTelemetry code: without an endpoint nothing is built and every hook
 is a ContextVar read. The request being traced travels in a ContextVar, so the engine's lanes
 (which know nothing of the service) open their attempt span under it and put its W3C
-`traceparent` on the upstream call.
+`traceparent` on the upstream call. A request that carries a valid `traceparent` has its span
+made a child of the caller's, so the whole path (caller, Triage, upstream) is one trace.
 """
 
 from __future__ import annotations
@@ -28,17 +29,32 @@ class RequestTrace(Protocol):
 
 
 class Tracing(Protocol):
-    def begin(self, kind: str, model: str, record: Record) -> RequestTrace: ...
+    def begin(
+        self, kind: str, model: str, record: Record, parent: dict[str, str]
+    ) -> RequestTrace: ...
     def close(self) -> None: ...
 
 
 ACTIVE: ContextVar[RequestTrace | None] = ContextVar("triage_request_trace", default=None)
 
 
-def begin(tracing: Tracing | None, kind: str, model: str, record: Record) -> None:
-    """Open the request's span; the rest of this request (and its stream) runs under it."""
+def begin(
+    tracing: Tracing | None,
+    kind: str,
+    model: str,
+    record: Record,
+    caller: tuple[str, str | None] | None = None,
+) -> None:
+    """Open the request's span; the rest of this request (and its stream) runs under it. With
+    the caller's W3C (`traceparent`, `tracestate`), it continues the caller's trace: a
+    malformed one is ignored (a new trace starts), and a caller's "not sampled" is obeyed."""
     if tracing is not None:
-        ACTIVE.set(tracing.begin(kind, model, record))
+        parent = {}
+        if caller is not None:
+            parent["traceparent"] = caller[0]
+            if caller[1]:
+                parent["tracestate"] = caller[1]
+        ACTIVE.set(tracing.begin(kind, model, record, parent))
 
 
 def end(record: Record) -> None:

@@ -48,10 +48,13 @@ class OtelTracing:
         self.tracer = self.provider.get_tracer("triage")
         self.propagator = TraceContextTextMapPropagator()
 
-    def begin(self, kind: str, model: str, record: Record) -> OtelRequest:
+    def begin(self, kind: str, model: str, record: Record, parent: dict[str, str]) -> OtelRequest:
+        """The request's span: a child of the caller's when `parent` holds a valid W3C
+        `traceparent` (the propagator ignores a malformed one, and then a trace starts here)."""
         operation = OPERATIONS.get(kind, kind)
         span = self.tracer.start_span(
             f"{operation} {model}",
+            context=self.propagator.extract(parent) if parent else None,
             kind=SpanKind.SERVER,
             attributes={"gen_ai.operation.name": operation, "gen_ai.request.model": model},
         )

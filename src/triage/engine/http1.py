@@ -18,6 +18,7 @@ server's own keep-alive ends; at most `limit` connections are open or opening at
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections import deque
 from collections.abc import Mapping
@@ -225,18 +226,29 @@ class Http1Response:
     def __init__(self, conn: _Conn) -> None:
         self._conn = conn
         self._open = True
+        self._raw_headers = conn.header_list  # the connection starts a new list when reused
         self.status = conn.parser.get_status_code()
-        self.headers = CIMultiDictProxy(CIMultiDict(conn.header_list))
         self.content = self
+
+    @functools.cached_property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Built only when asked for (error answers): a success needs two of them at most."""
+        return CIMultiDictProxy(CIMultiDict(self._raw_headers))
+
+    def _header(self, name: str) -> str | None:
+        for key, value in self._raw_headers:
+            if key.lower() == name:
+                return value
+        return None
 
     @property
     def content_type(self) -> str:
-        raw = self.headers.get("Content-Type", "application/octet-stream")
+        raw = self._header("content-type") or "application/octet-stream"
         return raw.partition(";")[0].strip().lower()
 
     @property
     def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
+        value = self._header("content-length")
         return int(value) if value is not None and value.isdigit() else None
 
     async def readany(self) -> bytes:

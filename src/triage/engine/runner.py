@@ -110,8 +110,11 @@ class Engine:
         async def attempt(deployment: Deployment, timeouts: Timeouts) -> tuple[_Stream, Batch]:
             upstream = await self.lane(deployment).open_stream(deployment, call, timeouts)
             try:
-                async with asyncio.timeout(timeouts.first_token):
+                if timeouts.first_token is None:  # the attempt's own deadline bounds it
                     first = await anext(aiter(upstream))
+                else:
+                    async with asyncio.timeout(timeouts.first_token):
+                        first = await anext(aiter(upstream))
                 # A first chunk that does not decode is a failed attempt (a fallback may still
                 # answer); a later one is a failure mid-stream.
                 first.chunk(0)

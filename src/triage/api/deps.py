@@ -123,6 +123,7 @@ class AppState:
         if self.shared.tracing is not None:
             self.shared.tracing.close()  # flushes the spans still queued
         if self.shared.limits is not None:
+            await self.shared.store.flush()  # breaker writes (Redis: on the limits' connection)
             flush = getattr(self.shared.limits, "flush", None)  # Redis: settles written behind
             if flush is not None:
                 await flush()

@@ -189,6 +189,7 @@ class Service:
         check_caps(self.config.server, request)
         plan, body = await self.decide(kind, request, meta, key, native)
         reservation = None
+        self.engine.prefetch(plan)  # the shared store's refresh rides with the reserve
         if limited(key):
             assert key is not None
             tokens, cost = worst_case(
@@ -198,7 +199,6 @@ class Service:
                 lambda d, usage: self.accountant.cost_on(d, usage, 0.0),
                 self.config.auth.reserve_output_tokens,
             )
-            self.engine.prefetch(plan)  # the shared store's refresh rides with the reserve
             reservation = await self.guard.reserve(self.guard.ask(key, tokens, cost))
         return plan, key, body, reservation
 

@@ -105,6 +105,23 @@ async def test_a_refresh_sent_ahead_belongs_to_its_request(valkey: ValkeyServer)
     assert b.store.state("d", 0.0) == DeploymentState.COOLING_DOWN
 
 
+async def test_a_refresh_left_by_a_refused_request_is_not_taken_by_the_next_one(
+    valkey: ValkeyServer,
+) -> None:
+    """In-process ASGI runs sequential requests in one task (one context): the next request's
+    prefetch replaces what the refused one left, even when it sends nothing itself."""
+    a, b = Replica(valkey.url), Replica(valkey.url)
+    await b.request(["d"], ASK)
+    b.store.prefetch(["d"])  # reads "healthy"; the request is then refused
+    assert isinstance(await b.limits.reserve(ASK, NOW), Reservation)
+    a.store.record_failure("d", 0.0)
+    a.store.record_failure("d", 0.0)
+    await a.store.flush()
+    b.store.prefetch([])  # the next request sends nothing ahead
+    await b.store.sync(["d"], 1.0)
+    assert b.store.state("d", 1.0) == DeploymentState.COOLING_DOWN
+
+
 async def test_a_refresh_sent_ahead_claims_no_probe(valkey: ValkeyServer) -> None:
     a, b = Replica(valkey.url), Replica(valkey.url)
     probe = Wire(valkey.url, 5.0)

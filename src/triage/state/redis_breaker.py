@@ -153,6 +153,7 @@ class RedisStore(MemoryStore):
         same request's `sync` takes the answer unless this replica wrote anything since (then
         it refreshes as before). Read only: a request refused after its prefetch holds no
         probe claim, and a probe to claim sends `sync` the ordinary way."""
+        self._ahead.set(None)  # whatever an earlier request in this context left
         ids = tuple(dict.fromkeys(deployments))
         if self._pending or not ids:  # this replica's writes land before it reads
             return

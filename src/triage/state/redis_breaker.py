@@ -2,7 +2,8 @@
 
 The `Store` protocol is synchronous and sits on the hot path (selection, the runner), so reads
 never wait on the network: `RedisStore` is a `MemoryStore` whose entries are refreshed once per
-request by `sync()` (one script, one round trip for every deployment the plan may reach) and
+request by `sync()` (one script for every deployment the plan may reach; `prefetch` sends it
+ahead, read only, in the same write as the key's reservation, so it costs no wait of its own) and
 whose failures and successes are written behind (a task per write; cooldown trips and probe
 claims are atomic scripts). A request that saw a failure awaits its writes (`flush`) before it
 answers, and `sync` awaits this replica's pending writes before reading, so what one replica

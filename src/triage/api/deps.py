@@ -124,9 +124,7 @@ class AppState:
             self.shared.tracing.close()  # flushes the spans still queued
         if self.shared.limits is not None:
             await self.shared.store.flush()  # breaker writes (Redis: on the limits' connection)
-            flush = getattr(self.shared.limits, "flush", None)  # Redis: settles written behind
-            if flush is not None:
-                await flush()
+            await self.shared.limits.flush()  # Redis: the settles written behind
             self.shared.limits.close()  # the SQLite file or the store connection
 
 

@@ -82,6 +82,9 @@ class LimitStore(Protocol):
         self, reservation: Reservation, tokens: int, cost: Decimal, now: float
     ) -> None: ...
     async def snapshot(self, key_id: str, now: float) -> Snapshot: ...
+    async def flush(self) -> None:
+        """Wait for writes made behind the callers' backs (Redis: settles); a no-op elsewhere."""
+
     def close(self) -> None: ...
 
 
@@ -186,6 +189,9 @@ class MemoryLimits:
             counted.held,
             len(entry.held),
         )
+
+    async def flush(self) -> None:
+        return None
 
     def close(self) -> None:
         self._keys.clear()

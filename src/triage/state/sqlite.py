@@ -167,6 +167,9 @@ class SqliteLimits:
         result: Snapshot = await self._submit(partial(self._snapshot, key_id, now))
         return result
 
+    async def flush(self) -> None:
+        return None  # every call's transaction is awaited by its caller
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

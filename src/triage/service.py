@@ -302,6 +302,7 @@ class Service:
         chunks = self._relay(
             start.first, start.rest, start.outcome, record, wants_usage, call.prompt_chars // 4
         )
+        await anext(chunks)  # started: closing it now runs its cleanup, even if never read
         native = start.first.native is not None
         return StreamAnswer(chunks, self._headers(plan, record), native)
 
@@ -318,6 +319,7 @@ class Service:
         normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
         iterator = aiter(rest)
         try:
+            yield Relayed()  # taken by _stream: the cleanup below is armed from here on
             batch: Batch | None = first
             out = Relayed()
             while batch is not None:

@@ -37,7 +37,8 @@ async def _serve(request: Request, kind: CallKind, shape: type[Body]) -> Respons
     if answer is None:
         return gone()
     if isinstance(answer, StreamAnswer):
-        return EventStream(frames(answer.chunks), {**answer.headers, "cache-control": "no-cache"})
+        headers = {**answer.headers, "cache-control": "no-cache"}
+        return EventStream(frames(answer.chunks), headers, answer.chunks)
     return FastJSONResponse(answer.body, headers=answer.headers)
 
 

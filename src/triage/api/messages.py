@@ -126,7 +126,7 @@ class _Turn:
         headers = await self.settle(answer)
         if isinstance(answer, StreamAnswer):
             frames = await self.frames(answer)
-            return EventStream(frames, {**headers, "cache-control": "no-cache"})
+            return EventStream(frames, {**headers, "cache-control": "no-cache"}, answer.chunks)
         if answer.native is not None:  # an Anthropic deployment's own answer, untranslated
             return FastJSONResponse(answer.native, headers=headers)
         return FastJSONResponse(from_chat(Draft(self.body), answer.body), headers=headers)

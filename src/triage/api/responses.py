@@ -110,7 +110,7 @@ async def create_response(request: Request) -> Response:
     save = _saver(app, draft, owner, served.encode() if served else None)
     if isinstance(answer, StreamAnswer):
         frames = _frames(answer, ResponseEvents(draft), save)
-        return EventStream(frames, {**headers, "cache-control": "no-cache"})
+        return EventStream(frames, {**headers, "cache-control": "no-cache"}, answer.chunks)
     result = from_chat(draft, answer.body)
     await save(result)
     return FastJSONResponse(result, headers=headers)

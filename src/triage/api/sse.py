@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -53,11 +54,21 @@ async def frames(batches: AsyncIterator[Relayed]) -> AsyncGenerator[bytes, None]
 class EventStream(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: Mapping[str, str],
+        pipeline: AsyncIterator[Any] | None = None,
+    ) -> None:
+        """`pipeline`: what `body` reads from (the service's relay), closed at the end too: a
+        body generator that never started (the client left while the headers were being
+        sent) runs no `finally` of its own, so the upstream, the deployment slot, the
+        reservation and the ledger row would wait for the garbage collector."""
         self.status_code = 200
         self.background = None
         self.init_headers(headers)
         self._body = body
+        self._pipeline = pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -89,3 +100,6 @@ class EventStream(Response):
             state["done"] = True
             stop()
             await self._body.aclose()
+            closer = getattr(self._pipeline, "aclose", None)
+            if closer is not None:
+                await closer()  # a no-op when the body's own finally closed it

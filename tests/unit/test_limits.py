@@ -124,3 +124,30 @@ def test_two_stores_on_one_file_share_one_set_of_counters(tmp_path: Path) -> Non
     assert sum(isinstance(r, Reservation) for r in results) == 10
     snaps = [asyncio.run(w.snapshot("k", NOW)) for w in workers]
     assert {s.requests_last_minute for s in snaps} == {10}
+
+
+def test_period_starts_match_the_calendar_at_every_boundary() -> None:
+    """The day is arithmetic and the month memoised per day: both agree with the calendar on
+    either side of each midnight and month change over four years (and a leap day)."""
+    import calendar
+    import time
+
+    from triage.state.limits import period_start
+
+    def by_calendar(now: float, period: str) -> float:
+        t = time.gmtime(now)
+        day = 1 if period == "month" else t.tm_mday
+        return float(calendar.timegm((t.tm_year, t.tm_mon, day, 0, 0, 0)))
+
+    first = calendar.timegm((2023, 1, 1, 0, 0, 0))
+    for day in range(4 * 366):
+        midnight = first + day * 86400
+        for now in (
+            midnight - 0.5,
+            midnight - 1e-6,
+            float(midnight),
+            midnight + 1e-6,
+            midnight + 43200.25,
+        ):
+            for period in ("day", "month"):
+                assert period_start(now, period) == by_calendar(now, period), (now, period)

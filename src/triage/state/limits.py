@@ -15,6 +15,7 @@ shared by the worker processes of one machine; a Redis backend can do the same w
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import os
 import time
@@ -239,9 +240,16 @@ def _until(moment: float, now: float) -> float:
 
 
 def period_start(now: float, period: str) -> float:
-    t = time.gmtime(now)
-    day = 1 if period == "month" else t.tm_mday
-    return float(calendar.timegm((t.tm_year, t.tm_mon, day, 0, 0, 0)))
+    """The UTC day's or month's first second. POSIX days are 86,400 s (no leap seconds), so
+    the day is arithmetic; the month is looked up once per day (on every request before)."""
+    day = now // 86400 * 86400
+    return _month_start(int(day)) if period == "month" else float(day)
+
+
+@functools.lru_cache(maxsize=8)
+def _month_start(day: int) -> float:
+    t = time.gmtime(day)
+    return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
 
 
 def period_end(now: float, period: str) -> float:

@@ -139,7 +139,12 @@ class _Key:
     token_total: int = 0  # the sum over `tokens`, kept as they come, settle and leave (O(1))
     by_id: dict[str, list[float]] = field(default_factory=dict)
     held: dict[str, Reservation] = field(default_factory=dict)
+    held_total: Decimal = ZERO  # the sum of `held`'s costs, kept as they come and go (exact)
+    held_since: float = math.inf  # no held reservation is older (a bound: the ttl scan skips)
     periods: dict[str, tuple[float, Decimal]] = field(default_factory=dict)
+    # `periods` are both current for a moment in [period_start, period_until) (one UTC day)
+    period_start: float = math.inf
+    period_until: float = -math.inf
 
 
 class MemoryLimits:
@@ -163,6 +168,8 @@ class MemoryLimits:
         entry.token_total += ask.tokens
         entry.by_id[reservation.id] = tokens
         entry.held[reservation.id] = reservation
+        entry.held_total += ask.cost
+        entry.held_since = min(entry.held_since, now)
         return reservation
 
     async def settle(
@@ -174,10 +181,12 @@ class MemoryLimits:
             if counted[2]:  # still in the window: the running total follows
                 entry.token_total += tokens - int(counted[1])
             counted[1] = float(tokens)
-        entry.held.pop(reservation.id, None)
-        for period, _ in PERIODS:
-            start, spent = self._period(reservation.key_id, entry, now, period)
-            entry.periods[period] = (start, spent + cost)
+        held = entry.held.pop(reservation.id, None)
+        if held is not None:
+            entry.held_total -= held.cost
+        periods = self._periods(reservation.key_id, entry, now)
+        for period, (start, spent) in list(periods.items()):
+            periods[period] = (start, spent + cost)
 
     async def snapshot(self, key_id: str, now: float) -> Snapshot:
         entry = self._entry(key_id, now)
@@ -207,28 +216,42 @@ class MemoryLimits:
             gone = entry.tokens.popleft()
             entry.token_total -= int(gone[1])
             gone[2] = 0.0
-        for rid in [r.id for r in entry.held.values() if r.at <= now - self.ttl]:
-            del entry.held[rid]  # abandoned: its spend hold lapses
-            entry.by_id.pop(rid, None)
+        if entry.held_since <= now - self.ttl:
+            self._lapse(entry, now)
         return entry
 
+    def _lapse(self, entry: _Key, now: float) -> None:
+        """Drop the reservations held longer than the ttl (abandoned: their holds lapse)."""
+        for rid in [r.id for r in entry.held.values() if r.at <= now - self.ttl]:
+            entry.held_total -= entry.held.pop(rid).cost
+            entry.by_id.pop(rid, None)
+        entry.held_since = min((r.at for r in entry.held.values()), default=math.inf)
+
     def _counted(self, key_id: str, entry: _Key, now: float) -> Counted:
+        periods = self._periods(key_id, entry, now)
         return Counted(
             requests=len(entry.requests),
             oldest_request=entry.requests[0] if entry.requests else None,
             tokens=entry.token_total,
             oldest_tokens=entry.tokens[0][0] if entry.tokens else None,
-            spent={p: self._period(key_id, entry, now, p)[1] for p, _ in PERIODS},
-            held=sum((r.cost for r in entry.held.values()), ZERO),
+            spent={period: spent for period, (_, spent) in periods.items()},
+            held=entry.held_total,
         )
 
-    def _period(self, key_id: str, entry: _Key, now: float, period: str) -> tuple[float, Decimal]:
-        start = period_start(now, period)
-        current = entry.periods.get(period)
-        if current is None or current[0] != start:
-            seeded = self.spend_since(key_id, start) if self.spend_since else ZERO
-            current = entry.periods[period] = (start, seeded)
-        return current
+    def _periods(self, key_id: str, entry: _Key, now: float) -> dict[str, tuple[float, Decimal]]:
+        """(start, spent) of the day and the month containing `now`, both in one pass: while
+        `now` stays inside the current day (and so the month) nothing is recomputed."""
+        if entry.period_start <= now < entry.period_until:
+            return entry.periods
+        for period, _ in PERIODS:
+            start = period_start(now, period)
+            current = entry.periods.get(period)
+            if current is None or current[0] != start:
+                seeded = self.spend_since(key_id, start) if self.spend_since else ZERO
+                entry.periods[period] = (start, seeded)
+        entry.period_start = period_start(now, "day")
+        entry.period_until = entry.period_start + 86400
+        return entry.periods
 
 
 def new_id() -> str:

@@ -122,6 +122,15 @@ class _Tariff:
             )
         gpu_hour_cost = info.gpu_hour_cost
         self.compute = ComputePrice(gpu_hour_cost) if gpu_hour_cost is not None else None
+        # PriceBook.request_cost's choice, made once: an override beats a compute price,
+        # which beats the bundled map (looked up on first use, then kept).
+        self.by_compute = self.compute is not None and self.override is None
+        self.price: Price | None = None
+
+    def per_token(self, prices: PriceBook) -> Price:
+        if self.price is None:
+            self.price = prices.price_for(self.model, override=self.override)
+        return self.price
 
 
 class Accountant:
@@ -163,14 +172,15 @@ class Accountant:
         tariff = self._tariffs.get(deployment.id)
         if tariff is None or tariff.deployment is not deployment:
             tariff = self._tariffs[deployment.id] = _Tariff(deployment)
-        return self.prices.request_cost(
-            tariff.model,
-            usage,
-            override=tariff.override,
-            compute=tariff.compute,
-            upstream_seconds=seconds,
-            throughput=self.throughput.tokens_per_second(deployment.id),
-        ).usd
+        if tariff.by_compute:
+            assert tariff.compute is not None  # by_compute says so; for mypy
+            return PriceBook.compute_cost(
+                tariff.compute,
+                usage,
+                upstream_seconds=seconds,
+                throughput=self.throughput.tokens_per_second(deployment.id),
+            )
+        return PriceBook.cost(tariff.per_token(self.prices), usage)
 
     def record(self, record: Record) -> asyncio.Future[None] | None:
         """Meter, count and log `record` and queue its ledger row. The request may be

@@ -172,18 +172,57 @@ Request = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
 
 
 def forwarded(request: Request, fields: frozenset[str]) -> dict[str, Any]:
-    """The allow-listed fields the client actually set, ready to send upstream."""
-    body = request.model_dump(include=set(fields), exclude_unset=True, exclude_none=True)
-    if isinstance(request, ChatCompletionRequest):
-        body["messages"] = [_message(m) for m in request.messages]
-    options = body.get("stream_options")
-    if options is not None:
-        body["stream_options"] = _only(options, STREAM_OPTIONS_FIELDS)
-    return body
+    """The allow-listed fields the client actually set, ready to send upstream: what
+    `model_dump(include=fields, exclude_unset=True, exclude_none=True)` gives (declared fields in
+    order, then extras; containers copied), then each message, content part, tool call and
+    `stream_options` cut to its own allow-list. Built from the validated values directly, at a
+    fraction of pydantic's serializer's cost; a value JSON cannot hold (a model built in code)
+    takes the serializer's path."""
+    try:
+        return _fields(request, fields, only_set=True)
+    except _Unusual:
+        return _dumped(request, fields)
+
+
+class _Unusual(Exception):
+    """A value outside what JSON decodes to (and the two nested models): left to pydantic."""
+
+
+def _fields(model: BaseModel, keys: frozenset[str], *, only_set: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    is_set = model.__pydantic_fields_set__
+    for name, value in model.__dict__.items():  # the declared fields, in declaration order
+        if value is not None and name in keys and (not only_set or name in is_set):
+            out[name] = _plain(value)
+    for name, value in (model.__pydantic_extra__ or {}).items():
+        if value is not None and name in keys:
+            out[name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """`value` as `model_dump` renders it: JSON scalars as they are, lists and objects copied
+    (with their nulls: exclude_none only reaches model fields), the nested models cut down."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if kind is list:
+        return [_plain(item) for item in value]
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if kind is Message:
+        return _message(value)
+    if kind is StreamOptions:
+        return _fields(value, STREAM_OPTIONS_FIELDS, only_set=True)
+    raise _Unusual
 
 
 def _message(message: Message) -> dict[str, Any]:
-    out = message.model_dump(include=set(MESSAGE_FIELDS), exclude_none=True)
+    return _cut(_fields(message, MESSAGE_FIELDS, only_set=False))
+
+
+def _cut(out: dict[str, Any]) -> dict[str, Any]:
+    """A message's content parts and tool calls, each cut to its allow-list."""
     content = out.get("content")
     if isinstance(content, list):
         out["content"] = [_only(part, CONTENT_PART_FIELDS) for part in content]
@@ -191,6 +230,21 @@ def _message(message: Message) -> dict[str, Any]:
     if calls is not None:
         out["tool_calls"] = [_only(call, TOOL_CALL_FIELDS) for call in calls]
     return out
+
+
+def _dumped(request: Request, fields: frozenset[str]) -> dict[str, Any]:
+    """`forwarded` by pydantic's serializer, for requests holding values JSON cannot."""
+    body = request.model_dump(include=set(fields), exclude_unset=True, exclude_none=True)
+    if isinstance(request, ChatCompletionRequest):
+        body["messages"] = [_dumped_message(m) for m in request.messages]
+    options = body.get("stream_options")
+    if options is not None:
+        body["stream_options"] = _only(options, STREAM_OPTIONS_FIELDS)
+    return body
+
+
+def _dumped_message(message: Message) -> dict[str, Any]:
+    return _cut(message.model_dump(include=set(MESSAGE_FIELDS), exclude_none=True))
 
 
 def _only(value: Any, keys: frozenset[str]) -> Any:

@@ -21,7 +21,7 @@ mkdir -p "$out"
 } 2>&1 | tee "$out/machine.txt"
 timeout "${BENCH_TIMEOUT:-420}" python3 bench/run.py 2>&1 | tee "$out/bench.log"
 cp bench/results/latest.json "$out/latest.json" 2>/dev/null
-for mode in plain stream; do
+for mode in ${PROFILES:-plain stream}; do
   flag=$([ $mode = stream ] && echo --stream)
   timeout 60 python3 bench/profile_triage.py $flag --seconds 8 --top 30 \
     --raw-out "$out/profile-$mode.raw" > "$out/profile-$mode.txt" 2>&1

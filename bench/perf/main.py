@@ -45,7 +45,7 @@ def run_grid(fleet: Fleet, loadgen: LoadGen, settings: BenchSettings) -> dict[st
     labels = {k: fleet.specs[k].label for k in keys}
     grid: dict[str, Any] = {}
     upstream: dict[str, float] = {}
-    for scenario in scenarios():
+    for scenario in scenarios(settings.targets_only):
         if scenario.upstream != upstream:
             upstream = scenario.upstream
             fleet.configure_fakes(upstream)
@@ -127,7 +127,7 @@ def demands(settings: BenchSettings) -> dict[str, int]:
     """Cores each server of this run needs (its workers)."""
     if settings.pin_study:
         return dict.fromkeys(pinning.KEYS, 1)
-    wanted = dict.fromkeys(("a", "b", "c", "d"), 1)
+    wanted = dict.fromkeys(("a", "b", "c") if settings.targets_only else ("a", "b", "c", "d"), 1)
     if settings.litellm:
         wanted["e"] = 1
     return wanted | {"c1s": 1, "c4": WORKERS, "store": 1}
@@ -172,6 +172,8 @@ def _measure(fleet: Fleet, settings: BenchSettings, litellm_bin: Path | None) ->
         backend = fleet.start_backend()
         ports = {key: procs.free_port() for key in (*GRID_KEYS, *WORKER_KEYS)}
         specs = build_specs(fleet.work, backend, ports, litellm_bin)
+        if settings.targets_only:
+            specs = [s for s in specs if s.key != "d"]
         if settings.pin_study:
             specs = [s for s in specs if s.key in pinning.KEYS]
         else:

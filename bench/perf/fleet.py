@@ -189,6 +189,16 @@ class Fleet:
             if fake is not None:
                 _post_json(fake.port, "/_fake/config", settings)
 
+    def pin_each_worker(self, key: str) -> None:
+        """A multi-process server's processes one core each of its set (round-robin), as each
+        one-worker server has its own: left to the scheduler they migrate between the cores
+        and share caches. Its supervisor (uvicorn's or the replicas' launcher) keeps the set."""
+        cpus = sorted(self.cpus(key) or [])
+        if self.specs[key].workers < 2 or not cpus:
+            return
+        for index, child in enumerate(procs.children(self.servers[key].pid)):
+            procs.set_affinity(child, [cpus[index % len(cpus)]])
+
     def unpin(self, keys: Iterable[str]) -> None:
         for key in keys:
             procs.set_affinity(self.servers[key].pid, ALL_CPUS)

@@ -65,6 +65,9 @@ def run_workers(fleet: Fleet, loadgen: LoadGen, settings: BenchSettings) -> dict
         return {}
     fleet.configure_fakes(WORKERS_SCENARIO.upstream)
     pinned = fleet.layout.spread
+    if pinned:
+        for key in keys:
+            fleet.pin_each_worker(key)
     if not pinned:
         fleet.unpin(keys)
         loadgen.affinity(ALL_CPUS)

@@ -120,6 +120,11 @@ def _children_by_ppid() -> dict[int, list[int]]:
     return children
 
 
+def children(pid: int) -> list[int]:
+    """`pid`'s direct children (the ppid scan works on every kernel), oldest first."""
+    return sorted(_children_by_ppid().get(pid, []))
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every live descendant, from /proc/<pid>/task/*/children (or the ppid scan)."""
     if not Path(f"/proc/{pid}/task/{pid}/children").exists():

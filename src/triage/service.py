@@ -245,7 +245,7 @@ class Service:
         # A native answer is not in the chat form the cache keeps and replays.
         lookup = OFF if native else await self.cache.lookup(kind, plan, key, body, stream)
         if lookup.hit is not None:
-            return await self._cached(lookup, plan, record, request)
+            return await self._cached(lookup, plan, record, request, key)
         if stream:
             answer = await self._stream(plan, call, request, record)
             answer.chunks = self.cache.recording(lookup, answer.chunks, record)
@@ -270,7 +270,7 @@ class Service:
         return Answer(body, self._headers(plan, record) | lookup.headers, reply.native)
 
     async def _cached(
-        self, lookup: Lookup, plan: RoutePlan, record: Record, request: Request
+        self, lookup: Lookup, plan: RoutePlan, record: Record, request: Request, key: KeySpec | None
     ) -> Answer | StreamAnswer:
         """A cache hit: no upstream call, $0, accounted like any answer."""
         assert lookup.hit is not None
@@ -280,6 +280,7 @@ class Service:
         )
         headers = self._headers(plan, record) | lookup.headers
         if isinstance(served, dict):
+            record.content = content_of(request, served) if key and key.log_content else None
             await self._finish(record, 200)
             return Answer(served, headers)
         return StreamAnswer(served, headers)

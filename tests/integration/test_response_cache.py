@@ -8,6 +8,7 @@ answers with exactly OUT tokens.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Mapping
 from decimal import Decimal
@@ -143,6 +144,25 @@ def test_an_identical_request_is_answered_from_the_cache_for_free(
     # The budget is not charged by the hit.
     team = next(k for k in keys.json()["data"] if k["id"] == "a")
     assert Decimal(team["spend"]["today_usd"]) == ONE
+
+
+def test_a_hit_logs_its_content_for_a_key_that_opted_in(
+    priced_fake: FakeUpstreamThread, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="triage.requests")
+    config = _config(priced_fake, tmp_path, {"enabled": True}, log_content=True)
+    with serve(create_app(config)) as url:
+        miss, hit = _post(url, BASE), _post(url, BASE)
+        _post(url, BASE, key="b")  # a key that did not opt in: its own miss, no content
+    assert hit.headers["x-triage-cache"] == "hit"
+    answer = miss.json()["choices"][0]["message"]["content"]
+    expected = {"prompt": MSG[0]["content"], "completion": answer}
+    logged = [
+        (r.triage["key_id"], r.triage.get("content"))  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "triage.requests"
+    ]
+    assert logged == [("a", expected), ("a", expected), ("b", None)]
 
 
 @pytest.mark.parametrize(

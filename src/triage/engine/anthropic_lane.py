@@ -14,8 +14,6 @@ which translates it as before. Failures map onto `triage.errors` as on the nativ
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from multidict import CIMultiDict
 
@@ -30,14 +28,19 @@ from triage.engine.anthropic_wire import (
     native_body,
 )
 from triage.engine.base import Batch, Call, Reply, Timeouts, Transport
-from triage.engine.native import NETWORK_ERRORS, _new_session, _read_bounded, connect_timeout
+from triage.engine.native import (
+    NETWORK_ERRORS,
+    _read_bounded,
+    connect_timeout,
+    reject_json_answer,
+)
 from triage.engine.native_errors import (
     ErrorInfo,
     network_error,
     raise_for_status,
-    read_error_body,
     status_error,
 )
+from triage.engine.sessions import LoopSession
 from triage.engine.sse import LineTooLong, SSEDecoder
 from triage.errors import TriageError, UpstreamConnectionError, UpstreamError, UpstreamTooLarge
 from triage.telemetry import attempt
@@ -60,14 +63,7 @@ class AnthropicLane:
         self._other = other
         self._max_response = bounds.max_response_bytes
         self._max_line = bounds.max_sse_line_bytes
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session, self._loop = _new_session(), loop
-        return self._session
+        self._session = LoopSession()
 
     async def send(self, deployment: Deployment, call: Call, timeouts: Timeouts) -> Reply:
         if not is_native(call):
@@ -89,21 +85,14 @@ class AnthropicLane:
             return await self._other.open_stream(deployment, call, timeouts)  # type: ignore[return-value]
         response, secret = await self._post(deployment, call, timeouts)
         if response.content_type == "application/json":
-            try:
-                raw = await read_error_body(response)
-            finally:
-                response.close()
-            _document(raw, deployment, secret, "answer")
-            raise UpstreamError(f"deployment `{deployment.id}` did not stream its answer")
+            await reject_json_answer(response, deployment, secret, _document)
         return AnthropicStream(response, deployment, secret, self._max_line)
 
     async def probe(self, deployment: Deployment, timeout: float) -> bool:
         raise NotImplementedError  # probes are lane-independent (engine/probe.py)
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
-            await session.close()
+        await self._session.close()
 
     async def _post(
         self, deployment: Deployment, call: Call, timeouts: Timeouts
@@ -114,7 +103,7 @@ class AnthropicLane:
         with attempt(deployment.id, deployment.model_name, params.model) as trace_headers:
             headers = _headers(deployment, call, secret, trace_headers)
             try:
-                response = await self._client().post(
+                response = await self._session.get().post(
                     url,
                     data=dumps(native_body(deployment, call)),
                     headers=headers,

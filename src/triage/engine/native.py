@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
@@ -28,6 +29,7 @@ from triage.engine.native_errors import (
     read_error_body,
 )
 from triage.engine.payload import upstream_body
+from triage.engine.sessions import KEEPALIVE_SECONDS, POOL_LIMIT, LoopSession
 from triage.engine.sse import DONE, ERROR_MEMBER, LineTooLong, SSEDecoder, plain_chunks
 from triage.errors import (
     TriageError,
@@ -54,11 +56,6 @@ PATHS: dict[CallKind, str] = {
     "completion": "/completions",
     "embedding": "/embeddings",
 }
-POOL_LIMIT = 1000  # beyond this, calls queue for a connection instead of exhausting sockets
-# Below the 5 s keep-alive of uvicorn (vLLM, llama-cpp-python): we drop an idle connection
-# before the server does, because a POST sent on one it is closing fails and is not replayed.
-KEEPALIVE_SECONDS = 4.0
-DNS_CACHE_SECONDS = 300
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 _CALL_ERRORS = (*NETWORK_ERRORS, ValueError)  # ValueError: aiohttp's invalid URL / header
 
@@ -95,21 +92,6 @@ def target(deployment: Deployment, kind: CallKind) -> Target:
     return Target(url, headers, secret or None, plain_route(url, headers))
 
 
-def _new_session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=POOL_LIMIT,
-        limit_per_host=0,
-        ttl_dns_cache=DNS_CACHE_SECONDS,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies must never leak across clients
-        timeout=aiohttp.ClientTimeout(total=None),
-        trust_env=False,  # no process env below cli.py
-    )
-
-
 class NativeLane:
     """A `Transport` over one pooled aiohttp session, created in the loop that first uses it.
 
@@ -121,20 +103,11 @@ class NativeLane:
         bounds = server or ServerSettings()
         self._max_response = bounds.max_response_bytes
         self._max_line = bounds.max_sse_line_bytes
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LoopSession()
         self._pool: Http1Pool | None = None  # plain-http upstreams (http1.py)
         # Each deployment's URL and headers, worked out once. Keyed by identity and holding the
         # deployment itself, so a reloaded config's deployments get entries of their own.
         self._targets: dict[tuple[int, CallKind], tuple[Deployment, Target]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        # A session is bound to the loop it was made in; a lane reused from another loop (one
-        # test after another) gets a fresh one rather than a pool it cannot drive.
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session, self._loop = _new_session(), loop
-        return self._session
 
     def _plain_pool(self) -> Http1Pool:
         pool = self._pool
@@ -161,7 +134,7 @@ class NativeLane:
         if response.content_type == "application/json":
             # A server that answers a stream request with one JSON document is reporting an
             # error in-band (or ignoring `stream`): either way there is nothing to relay.
-            await _reject_json_answer(response, deployment, where.secret)
+            await reject_json_answer(response, deployment, where.secret)
         return NativeStream(response, deployment, where.secret, self._max_line)
 
     async def probe(self, deployment: Deployment, timeout: float) -> bool:
@@ -171,13 +144,7 @@ class NativeLane:
         pool, self._pool = self._pool, None
         if pool is not None and pool.loop is asyncio.get_running_loop():
             pool.close()
-        session, self._session = self._session, None
-        if session is None or session.closed:
-            return
-        # A session can only be closed in its own loop; one left on a finished loop has no
-        # live connections to close.
-        if self._loop is asyncio.get_running_loop():
-            await session.close()
+        await self._session.close()
 
     async def _post(
         self, deployment: Deployment, call: Call, timeouts: Timeouts
@@ -213,7 +180,7 @@ class NativeLane:
                 pool = self._plain_pool()
                 response = await pool.post(host, port, head + extra, data, timeouts.connect)
             else:
-                response = await self._client().post(
+                response = await self._session.get().post(
                     where.url,
                     data=data,
                     headers=_with(where.headers, trace_headers),
@@ -282,12 +249,19 @@ def _decode_reply(raw: bytes, deployment: Deployment, secret: str | None) -> dic
     return _decode(raw, deployment, secret, "answer")
 
 
-async def _reject_json_answer(response: Answer, deployment: Deployment, secret: str | None) -> None:
+async def reject_json_answer(
+    response: Answer,
+    deployment: Deployment,
+    secret: str | None,
+    decode: Callable[[bytes, Deployment, str | None, str], object] = _decode,
+) -> NoReturn:
+    """A stream request answered with one JSON document: its in-band error (`decode` raises
+    it, in the lane's own format), else an error saying nothing was streamed."""
     try:
         raw = await read_error_body(response)
     finally:
         response.close()
-    _decode(raw, deployment, secret, "answer")
+    decode(raw, deployment, secret, "answer")
     raise UpstreamError(f"deployment `{deployment.id}` did not stream its answer")
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf.servers import triage_config  # noqa: E402
 
-from triage.access.reserve import worst_case  # noqa: E402
+from triage.access.reserve import prompt_chars, worst_case  # noqa: E402
 from triage.accounting import Record  # noqa: E402
 from triage.api import create_app  # noqa: E402
 from triage.config.schema import Config  # noqa: E402
@@ -62,12 +62,14 @@ async def _main() -> None:
     for _ in range(ROUNDS):
         t = time.process_time()
         for _ in range(N):
-            worst_case(request, plan, engine.groups, cost_on, reserve_output)
+            worst_case(request, prompt_chars(request), plan, engine.groups, cost_on, reserve_output)
         results["worst_case"].append((time.process_time() - t) / N * 1e6)
 
         t = time.process_time()
         for _ in range(N):
-            tokens, cost = worst_case(request, plan, engine.groups, cost_on, reserve_output)
+            tokens, cost = worst_case(
+                request, prompt_chars(request), plan, engine.groups, cost_on, reserve_output
+            )
             held = await guard.reserve(guard.ask(key, tokens, cost))
             await guard.settle(held, 120, cost / 3)
         results["reserve+settle"].append((time.process_time() - t) / N * 1e6)

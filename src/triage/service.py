@@ -181,7 +181,7 @@ class Service:
         return plan, body
 
     async def admit(
-        self, kind: CallKind, request: Request, meta: Meta, native: Native | None = None
+        self, kind: CallKind, request: Request, meta: Meta, chars: int, native: Native | None
     ) -> tuple[RoutePlan, KeySpec | None, dict[str, Any], Reservation | None]:
         """Authenticate, cap, plan, authorize, scan, and reserve the worst case against the
         key's limits: all before any upstream call."""
@@ -194,6 +194,7 @@ class Service:
             assert key is not None
             tokens, cost = worst_case(
                 request,
+                chars,
                 plan,
                 self.engine.groups,
                 lambda d, usage: self.accountant.cost_on(d, usage, 0.0),
@@ -216,9 +217,9 @@ class Service:
         self, kind: CallKind, request: Request, meta: Meta, native: Native | None = None
     ) -> Answer | StreamAnswer:
         """`native`: the client's own body, for deployments that speak its format natively."""
-        started = self.clock()
+        started, chars = self.clock(), prompt_chars(request)
         try:
-            plan, key, body, reservation = await self.admit(kind, request, meta, native)
+            plan, key, body, reservation = await self.admit(kind, request, meta, chars, native)
         except TriageError as err:
             # Refused before routing (401/403/404/429): counted, never sent upstream.
             self.metrics.requests.labels(kind, "none", "none", "", "", str(http_status(err))).inc()
@@ -226,7 +227,7 @@ class Service:
             raise
         stream = bool(declared(request, "stream"))
         native = native if native and reaches(self.engine.groups, plan, native.format) else None
-        call = Call(kind, body, stream, prompt_chars(request), native)
+        call = Call(kind, body, stream, chars, native)
         record = Record(
             endpoint=kind,
             request_id=meta.request_id,

@@ -27,9 +27,10 @@ def prompt_chars(request: Request) -> int:
     return len(value) if isinstance(value, str) else sum(len(str(v)) for v in value)
 
 
-def prompt_estimate(request: Request) -> int:
-    """Prompt tokens by the usual four characters a token, rounded up."""
-    return -(-prompt_chars(request) // CHARS_PER_TOKEN)
+def prompt_estimate(chars: int) -> int:
+    """Prompt tokens of a prompt of `chars` characters (`prompt_chars`), by the usual four
+    characters a token, rounded up."""
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def output_cap(request: Request, default: int) -> int:
@@ -51,13 +52,15 @@ def reachable(plan: RoutePlan, groups: Mapping[str, Sequence[Deployment]]) -> li
 
 def worst_case(
     request: Request,
+    chars: int,
     plan: RoutePlan,
     groups: Mapping[str, Sequence[Deployment]],
     cost_on: CostOn,
     default_output: int,
 ) -> tuple[int, Decimal]:
-    """(tokens, cost) that the request may use at most."""
-    prompt, output = prompt_estimate(request), output_cap(request, default_output)
+    """(tokens, cost) that the request may use at most; `chars`: its `prompt_chars`, which
+    the caller has worked out already."""
+    prompt, output = prompt_estimate(chars), output_cap(request, default_output)
     usage = Usage(prompt, output, "estimated")
     costs = [cost_on(d, usage) for d in reachable(plan, groups)]
     return prompt + output, max(costs, default=Decimal(0))

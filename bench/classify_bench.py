@@ -91,20 +91,7 @@ def prompts() -> dict[str, list[dict[str, Any]]]:
 
 def cpu_calls(call: Callable[[], object], n: int) -> list[int]:
     """Like timing.time_calls, but on the calling thread's CPU clock."""
-    for _ in range(min(200, n)):
-        call()
-    clock = time.thread_time_ns
-    timings = []
-    gc.disable()
-    try:
-        for _ in range(n):
-            start = clock()
-            call()
-            timings.append(clock() - start)
-    finally:
-        gc.enable()
-    timings.sort()
-    return timings
+    return time_calls(call, n, time.thread_time_ns)
 
 
 def round_us(call: Callable[[], object], n: int) -> float:

@@ -27,16 +27,22 @@ def body(model: str, stream: bool) -> dict[str, Any]:
 
 
 def _segment(
-    fleet: Fleet, loadgen: LoadGen, key: str, scenario: Scenario, settings: BenchSettings
+    fleet: Fleet,
+    loadgen: LoadGen,
+    key: str,
+    scenario: Scenario,
+    settings: BenchSettings,
+    per_worker: bool,
 ) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
     server = fleet.servers[key]
     spec = fleet.specs[key]
     url = spec.urls(PATH) if spec.replica_ports else server.url(PATH)
     request = body(spec.model, scenario.stream)
-    loadgen.run(url, request, scenario.concurrency, settings.warmup, CLIENT_HEADERS)
+    clients = scenario.concurrency * (spec.workers if per_worker else 1)
+    loadgen.run(url, request, clients, settings.warmup, CLIENT_HEADERS)
     cpu0, backend0 = procs.cpu_seconds(server.pid), fleet.backend_cpu()
     machine0, wall0 = procs.busy_cores_seconds(), time.perf_counter()
-    run = loadgen.run(url, request, scenario.concurrency, settings.seconds, CLIENT_HEADERS)
+    run = loadgen.run(url, request, clients, settings.seconds, CLIENT_HEADERS)
     machine, wall = procs.busy_cores_seconds() - machine0, time.perf_counter() - wall0
     server_cpu = procs.cpu_seconds(server.pid) - cpu0
     backend_cpu = fleet.backend_cpu() - backend0 if key != "a" else 0.0
@@ -49,12 +55,17 @@ def measure(
     scenario: Scenario,
     keys: Sequence[str],
     settings: BenchSettings,
+    *,
+    per_worker: bool = False,
 ) -> dict[str, dict[str, Any]]:
+    """Each configuration of `keys` at `scenario`; `per_worker`: `scenario.concurrency` clients
+    per worker or replica (a server of four gets four times the clients), so each process sees
+    the same load whatever the fleet's size."""
     cells = {key: CellStats() for key in keys}
     for turn in range(settings.rounds):
         shift = turn % len(keys)
         for key in [*keys[shift:], *keys[:shift]]:
-            cells[key].add(*_segment(fleet, loadgen, key, scenario, settings))
+            cells[key].add(*_segment(fleet, loadgen, key, scenario, settings, per_worker))
     return {key: cell.summary() for key, cell in cells.items()}
 
 

@@ -13,6 +13,9 @@ Results = dict[str, Any]
 PLAIN16, STREAM16 = "plain-c16-0ms", "stream-c16-0ms"
 PLAIN1, STREAM1 = "plain-c1-0ms", "stream-c1-0ms"
 PACED16 = "stream-c16-0ms-paced1000"
+# The scaling targets: each process at 16 clients (four workers or replicas get 64).
+WORKERS4_SQLITE = "c workers 4 / 1 (sqlite state both), req/s 16 clients per worker"
+REPLICAS4_REDIS = "c replicas 4 / 1 (redis state both), req/s 16 clients per replica"
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -119,6 +122,14 @@ def ratios(results: Results) -> dict[str, float]:
     out["c replicas 4 / 1 (redis state both), req/s 16 clients plain"] = _ratio(
         workers.get("r4", {}).get("rps", math.nan), workers.get("r1", {}).get("rps", math.nan)
     )
+    scaled = results.get("workers", {}).get("per_worker", {})
+    for name, four, one in (
+        (WORKERS4_SQLITE, "c4", "c1s"),
+        (REPLICAS4_REDIS, "r4", "r1"),
+    ):
+        out[name] = _ratio(
+            scaled.get(four, {}).get("rps", math.nan), scaled.get(one, {}).get("rps", math.nan)
+        )
     out["c workers 4 / 1 ceiling on this box (CPU-bound)"] = workers_ceiling(results)
     if "e" in results["configs"]:
         for cell, name in ((PLAIN16, "plain"), (STREAM16, "streamed")):
@@ -217,14 +228,14 @@ TARGETS: Sequence[Target] = (
     ),
     Target(
         "4 workers vs 1 (sqlite state both)",
-        _ratio_of("c workers 4 / 1 (sqlite state both), req/s 16 clients plain"),
+        _ratio_of(WORKERS4_SQLITE),
         3.6,
         False,
         "x",
     ),
     Target(
         "4 replicas vs 1 on one Valkey (issue 15)",
-        _ratio_of("c replicas 4 / 1 (redis state both), req/s 16 clients plain"),
+        _ratio_of(REPLICAS4_REDIS),
         3.6,
         False,
         "x",
@@ -282,7 +293,13 @@ def render_workers(results: Results, labels: dict[str, str]) -> str:
     workers = results.get("workers")
     if not workers:
         return ""
-    table = scenario_table(WORKERS_SCENARIO, workers["results"], labels)
     where = "each on its own cores" if workers.get("pinned") else "nothing pinned"
-    title = f"{WORKERS_SCENARIO.title}, {where}: --workers 1 vs 4, replicas 1 vs 4"
-    return table.replace(WORKERS_SCENARIO.title, title, 1)
+    tables = []
+    for field, clients in (("results", "in all"), ("per_worker", "per worker or replica")):
+        if field not in workers:
+            continue
+        table = scenario_table(WORKERS_SCENARIO, workers[field], labels)
+        title = WORKERS_SCENARIO.title.replace(" clients", f" clients {clients}", 1)
+        title += f", {where}: --workers 1 vs 4, replicas 1 vs 4"
+        tables.append(table.replace(WORKERS_SCENARIO.title, title, 1))
+    return "\n\n".join(tables)

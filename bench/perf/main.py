@@ -45,7 +45,7 @@ def run_grid(fleet: Fleet, loadgen: LoadGen, settings: BenchSettings) -> dict[st
     labels = {k: fleet.specs[k].label for k in keys}
     grid: dict[str, Any] = {}
     upstream: dict[str, float] = {}
-    for scenario in scenarios(settings.targets_only):
+    for scenario in [] if settings.workers_only else scenarios(settings.targets_only):
         if scenario.upstream != upstream:
             upstream = scenario.upstream
             fleet.configure_fakes(upstream)

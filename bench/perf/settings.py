@@ -8,6 +8,7 @@ BENCH_PIN_STUDY=1  only compare pinned with unpinned run-to-run spread, then exi
 BENCH_TARGETS=1  only the cells issue 16's targets read (1 and 16 clients, 0 ms, plain and
                  streamed, the paced stream) and the workers/replicas row, without the litellm
                  lane (d): about a third of the time, for a short turn on the device machine
+BENCH_WORKERS_ONLY=1  only start-up, memory and the workers/replicas row (no grid cells)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class BenchSettings:
     pin: bool
     pin_study: bool
     targets_only: bool
+    workers_only: bool
     rounds: int  # interleaved rounds per cell; each configuration runs once per round
     seconds: float  # measured seconds per configuration per round
     warmup: float  # unmeasured seconds before each measured segment
@@ -78,6 +80,7 @@ class BenchSettings:
             pin=_flag(env, "BENCH_PIN", default=True),
             pin_study=_flag(env, "BENCH_PIN_STUDY"),
             targets_only=_flag(env, "BENCH_TARGETS"),
+            workers_only=_flag(env, "BENCH_WORKERS_ONLY"),
             rounds=1 if quick else 3,
             seconds=0.5 if quick else 1.0,
             warmup=0.15 if quick else 0.3,
@@ -90,6 +93,7 @@ class BenchSettings:
             "litellm": self.litellm,
             "pin": self.pin,
             "targets_only": self.targets_only,
+            "workers_only": self.workers_only,
             "rounds": self.rounds,
             "seconds_per_round": self.seconds,
             "warmup_seconds": self.warmup,

@@ -15,7 +15,7 @@ from typing import Any
 
 from triage.classify import store
 from triage.classify.difficulty import difficulty
-from triage.classify.features import Analysis, analyse
+from triage.classify.features import Analysis, analyse, new_memos
 from triage.classify.linear import LinearModel, pack, softmax
 from triage.classify.prompt import Prompt, earlier_user_text, from_messages, from_text
 from triage.classify.rules import RULE_PRECISION, RuleHit, apply_rules, follows_up, hint_ids
@@ -68,11 +68,13 @@ class Classifier:
     build time for heavy recall (1.0 or more: argmax only).
     """
 
-    __slots__ = ("_heavy_threshold", "_model")
+    __slots__ = ("_heavy_threshold", "_memos", "_model")
 
     def __init__(self, model: LinearModel, heavy_threshold: float = 1.0) -> None:
         self._model = model
         self._heavy_threshold = heavy_threshold
+        # Hashed ids of tokens seen before (bounded; ids are the same without it).
+        self._memos = new_memos()
 
     @property
     def model(self) -> LinearModel:
@@ -125,7 +127,7 @@ class Classifier:
         prompt = from_messages(
             messages, has_tools=has_tools, has_response_format=has_response_format
         )
-        analysis = analyse(prompt)
+        analysis = analyse(prompt, self._memos)
         hit = apply_rules(analysis)
         probs = self._model_probabilities(analysis)
         if hit is not None:
@@ -134,7 +136,7 @@ class Classifier:
         if how is not None:
             earlier = earlier_user_text(messages)
             if earlier.strip() and (how == "opener" or max(probs) < STANDS_ALONE):
-                before = self.probabilities(analyse(from_text(earlier)))
+                before = self.probabilities(analyse(from_text(earlier), self._memos))
                 mixed = [
                     (1 - INHERIT) * a + INHERIT * b for a, b in zip(probs, before, strict=True)
                 ]
@@ -143,11 +145,11 @@ class Classifier:
 
     def classify_text(self, text: str) -> Classification:
         """Classify a single user message."""
-        return self._classify(analyse(from_text(text)), rules=True)
+        return self._classify(analyse(from_text(text), self._memos), rules=True)
 
     def classify_prompt(self, prompt: Prompt, *, rules: bool = True) -> Classification:
         """Classify a parsed prompt; rules=False asks the model alone."""
-        return self._classify(analyse(prompt), rules=rules)
+        return self._classify(analyse(prompt, self._memos), rules=rules)
 
     def probabilities(self, analysis: Analysis) -> list[float]:
         """The model's calibrated probabilities in TASKS order (override rules included)."""

@@ -16,9 +16,11 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import chain, repeat
 from operator import and_, xor
+from struct import Struct
 from typing import NamedTuple
 from zlib import crc32
 
+from triage.classify.memo import MEMO_CAP, IdMemo, Memos
 from triage.classify.prompt import Prompt
 
 # Bump when anything here changes what ids a prompt produces: saved weights record it.
@@ -162,7 +164,9 @@ def signals(prompt: Prompt) -> Signals:
         2 * (len(instruction) - len(instruction.translate(None, _MATH_OPS))) - digits,
         round((len(raw) - len(raw.translate(None, _CODE_CHARS))) * scale),
         digits if same else len(raw) - len(raw.translate(None, _DIGITS)),
-        "```" in text,
+        # A one-character search (memchr) first: a three-character one over a 14 KB paste
+        # costs ~10 us.
+        "`" in text and "```" in text,
         (len(raw) - len(sample)) / len(sample) if sample else 0.0,
         prompt.instruction.count("?"),
         prompt.instruction.count(","),
@@ -277,15 +281,28 @@ def words_of(text: str) -> list[bytes]:
     return raw.split()
 
 
-# The 4-byte windows of a squeezed instruction start (at most CHAR_WINDOW + 2 bytes long).
-_GRAM_WINDOWS = tuple(slice(start, start + 4) for start in range(CHAR_WINDOW))
+# The 4-byte windows of a squeezed instruction start (at most CHAR_WINDOW + 2 bytes long),
+# taken four strides at a time: windows at offsets 0, 4, 8 ... are one struct unpack, those at
+# 1, 5, 9 ... the next. One C call per stride instead of a slice per window (half the cost);
+# the order differs, which the id set does not see.
+_GRAM_STRIDES = tuple(Struct("4s" * count) for count in range((CHAR_WINDOW + 2) // 4 + 1))
 
 
-def _char_grams(text: str) -> Iterator[int]:
+def _char_grams(text: str, memo: IdMemo) -> Iterator[int]:
+    """Masked ids of the 4-byte windows of the squeezed instruction start."""
     squeezed = b" " + b" ".join(text[: CHAR_WINDOW * 2].lower().encode().split())[:CHAR_WINDOW]
     squeezed += b" "
-    windows = _GRAM_WINDOWS[: max(len(squeezed) - 3, 0)]
-    return map(crc32, map(squeezed.__getitem__, windows), repeat(SEED_CHAR))
+    size = len(squeezed)
+    if size < 4:
+        return iter(())
+    strides = _GRAM_STRIDES
+    grams = (
+        strides[size >> 2].unpack_from(squeezed)
+        + strides[(size - 1) >> 2].unpack_from(squeezed, 1)
+        + strides[(size - 2) >> 2].unpack_from(squeezed, 2)
+        + strides[(size - 3) >> 2].unpack_from(squeezed, 3)
+    )
+    return map(memo.__getitem__, grams)
 
 
 # Each word's memberships of the two vocabularies, packed: one dict lookup per word counts both.
@@ -297,8 +314,18 @@ for _word in MATH_LEXICON:
 del _word
 
 
-def analyse(prompt: Prompt) -> Analysis:
-    """Signals, tokens and deduplicated feature ids of the prompt and of its context turn."""
+def new_memos(cap: int = MEMO_CAP) -> Memos:
+    """Memos of this feature space's hashed ids (cap 0: hash every token afresh)."""
+    return Memos(mask=MASK, char=SEED_CHAR, body=SEED_BODY, tail=SEED_TAIL, cap=cap)
+
+
+def analyse(prompt: Prompt, memos: Memos | None = None) -> Analysis:
+    """Signals, tokens and deduplicated feature ids of the prompt and of its context turn.
+
+    `memos` (a Classifier's) only saves hashing known tokens; the ids are the same without.
+    """
+    if memos is None:
+        memos = new_memos(0)
     sig = signals(prompt)
     words = words_of(prompt.instruction)
     # A tool result is the passage when the turn itself has no body (see prompt.py).
@@ -308,16 +335,16 @@ def analyse(prompt: Prompt) -> Analysis:
     bigrams = list(map(crc32, words[1:], map(xor, unigrams, repeat(SEED_BIGRAM))))
     # The opening word and word pair, by position: "write ..." and "write a ..." lead requests.
     lead = [unigrams[0] ^ SEED_LEAD, bigrams[0] ^ SEED_LEAD] if bigrams else unigrams[:1]
-    hashes = chain(unigrams, bigrams, _char_grams(prompt.instruction), lead)
+    ids = set(map(and_, chain(unigrams, bigrams, lead), repeat(MASK)))
+    ids.update(_char_grams(prompt.instruction, memos.char))
     if body_words:
-        hashes = chain(hashes, map(crc32, body_words, repeat(SEED_BODY)))
+        ids.update(map(memos.body.__getitem__, body_words))
     if len(prompt.body) >= 2 * TAIL_LINE:
-        hashes = chain(hashes, map(crc32, _tail_line(prompt), repeat(SEED_TAIL)))
-    ids = set(map(and_, hashes, repeat(MASK)))
+        ids.update(map(memos.tail.__getitem__, _tail_line(prompt)))
     lexicon = sum(map(_LEXICON.get, words, repeat(0)))
     code_words, math_words = lexicon & _LEXICON_LOW, lexicon >> _LEXICON_SHIFT
     ids.update(dense_ids(prompt, sig, code_words, math_words, prompt.body[:SIGNAL_SCAN]))
     context: set[int] = set()
     if prompt.context:
-        context = set(map(and_, map(crc32, words_of(prompt.context)), repeat(MASK)))
+        context = set(map(memos.word.__getitem__, words_of(prompt.context)))
     return Analysis(prompt, sig, words, body_words, code_words, math_words, ids, context)

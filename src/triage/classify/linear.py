@@ -18,7 +18,7 @@ import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, count, repeat
-from operator import is_not, itemgetter, mul, sub
+from operator import is_not, itemgetter, sub
 
 from triage.classify.taxonomy import TASKS
 
@@ -166,4 +166,5 @@ def softmax(logits: Sequence[float]) -> list[float]:
     top = max(logits)
     exps = list(map(math.exp, map(sub, logits, repeat(top))))
     inverse = 1.0 / sum(exps)
-    return list(map(mul, exps, repeat(inverse)))
+    # A comprehension multiplies floats faster than map(operator.mul, ...).
+    return [exp * inverse for exp in exps]

@@ -1,0 +1,50 @@
+"""Bounded memos of hashed feature ids, one per hashing namespace, owned by a Classifier.
+
+Owns the cache that lets a token the classifier has seen before cost one dict lookup instead of
+a CRC-32, a mask and the iterator hops between them. Keys are single tokens (a word, a 4-byte
+character gram), never a prompt, and a value is exactly what features.py would compute, so a
+memo changes speed only, never an id. Each memo is a dict subclass whose `__missing__` hashes a
+new token: lookups of known tokens stay in C (`map(memo.__getitem__, tokens)`). When a memo
+reaches its cap it is emptied and refills with the tokens traffic still uses, so memory stays
+bounded however many distinct tokens clients send.
+"""
+
+from __future__ import annotations
+
+from zlib import crc32
+
+# Tokens per namespace. English instruction vocabulary and 4-grams of instruction starts mostly
+# fit; worst case (every slot a fresh token) is a few MB per Classifier.
+MEMO_CAP = 1 << 14
+
+
+class IdMemo(dict[bytes, int]):
+    """token -> crc32(token, seed) & mask, for one namespace seed."""
+
+    __slots__ = ("cap", "mask", "seed")
+
+    def __init__(self, seed: int, mask: int, cap: int = MEMO_CAP) -> None:
+        super().__init__()
+        self.seed = seed
+        self.mask = mask
+        self.cap = cap
+
+    def __missing__(self, token: bytes) -> int:
+        value = crc32(token, self.seed) & self.mask
+        if len(self) >= self.cap:
+            self.clear()
+        if self.cap:
+            self[token] = value
+        return value
+
+
+class Memos:
+    """The classifier's memos: context words, character grams, body words, tail words."""
+
+    __slots__ = ("body", "char", "tail", "word")
+
+    def __init__(self, *, mask: int, char: int, body: int, tail: int, cap: int = MEMO_CAP) -> None:
+        self.word = IdMemo(0, mask, cap)
+        self.char = IdMemo(char, mask, cap)
+        self.body = IdMemo(body, mask, cap)
+        self.tail = IdMemo(tail, mask, cap)

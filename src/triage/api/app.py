@@ -32,6 +32,7 @@ from triage.api import (
     responses,
 )
 from triage.api.deps import AppState
+from triage.api.fastpath import TriageApp
 from triage.api.gate import Gate, allowed_hosts
 from triage.api.health import ProbeCache
 from triage.api.openapi import install_openapi
@@ -146,7 +147,7 @@ def create_app(
     # FastAPI's own OpenTelemetry bridge off: traces are ours (telemetry/), on a provider of
     # our own, and its per-request "is OTel configured?" check costs ~10 µs a request.
     off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(
+    app = TriageApp(
         title="Triage",
         version=__version__,
         lifespan=lifespan,

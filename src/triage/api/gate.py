@@ -150,9 +150,9 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(scope)
+        refusal = self.refusal(scope)
         if refusal is not None:
-            await _refuse(send, refusal)
+            await refuse(send, refusal)
             return
         pins = self.pins
         epoch = pins.enter()
@@ -161,7 +161,8 @@ class Gate:
         finally:
             pins.leave(epoch)
 
-    def _refusal(self, scope: Scope) -> Refusal | None:
+    def refusal(self, scope: Scope) -> Refusal | None:
+        """The answer that refuses this request before any route runs; None: let it in."""
         host = origin = site = content_type = None
         for name, value in scope["headers"]:
             if name == b"host":
@@ -196,7 +197,7 @@ class Gate:
         return bool(sep) and host is not None and authority.lower() == host.lower()
 
 
-async def _refuse(send: Send, refusal: Refusal) -> None:
+async def refuse(send: Send, refusal: Refusal) -> None:
     status, body = refusal
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -56,6 +56,8 @@ def prompts() -> dict[str, list[dict[str, Any]]]:
     question = "Based on the report below, which measures did the council adopt and why?\n\n"
     long_text = question + passage(4096 - len(question))
     huge_text = question + passage(16384 - len(question))
+    # Past the classifier's 14 KB cap (prompt.TEXT_HEAD + TEXT_TAIL): what a 20 KB paste costs.
+    paste_text = question + passage(20480 - len(question))
     log = "\n".join(
         f"2024-05-0{i % 9 + 1} ERROR worker[{i}]: timeout after {i * 7}ms" for i in range(300)
     )
@@ -71,6 +73,7 @@ def prompts() -> dict[str, list[dict[str, Any]]]:
         "2KB passage question": [{"role": "user", "content": mid_text}],
         "4KB passage question": [{"role": "user", "content": long_text}],
         "16KB passage question": [{"role": "user", "content": huge_text}],
+        "20KB passage question": [{"role": "user", "content": paste_text}],
         "16KB log + ask": [{"role": "user", "content": log_ask}],
         "short question": [{"role": "user", "content": "What causes the northern lights?"}],
         "hi": [{"role": "user", "content": "hi"}],

@@ -268,6 +268,17 @@ class StreamNormalizer:
             self._count += 1
         return sent
 
+    def relay_run(self, raw: list[bytes], start: int) -> tuple[list[bytes], int] | None:
+        """`relay_like_last` for as many chunks from `start` on as have the last raw-relayed
+        text delta's shape, at once (rawchunk.TextShape.run): what to send for each, and the
+        length of their text in all; None when the chunk at `start` has not that shape."""
+        if self._shape is None:
+            return None
+        sent = self._shape.run(raw, start)
+        if sent is not None:
+            self._count += len(sent[0])
+        return sent
+
     def relay(
         self, chunk: dict[str, Any], raw: bytes | None
     ) -> tuple[dict[str, Any] | bytes | None, int]:

@@ -11,8 +11,10 @@ sequence that starts with `,"` cannot lie inside a string, whose quotes are all 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, and_, itemgetter
 from typing import Any
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -25,6 +27,7 @@ _NULL_USAGE_TAILS = (b',"usage":null}', b', "usage": null}')
 _NULL_STOP_REASONS = (b',"stop_reason":null', b', "stop_reason": null')
 _UNSAFE_TEXT = re.compile(rb'["\\\x00-\x1f]')  # a quote, escape or control byte
 _CONTENT = b'"content":"'
+RUN_WINDOW = 64  # chunks one `TextShape.run` looks at, so a batch costs linear time at worst
 
 
 def passable(chunk: Mapping[str, Any]) -> bool:
@@ -114,6 +117,8 @@ class TextShape:
     head: bytes
     tail: bytes
     sent_tail: bytes
+    _text: itemgetter[bytes] = field(init=False, repr=False)  # a chunk's text
+    _lead: itemgetter[bytes] = field(init=False, repr=False)  # a chunk less its tail
 
     @classmethod
     def of(cls, raw: bytes, sent: bytes, text: str) -> TextShape | None:
@@ -131,6 +136,11 @@ class TextShape:
             return None
         return cls(raw[:start], raw[end:], sent[end:])
 
+    def __post_init__(self) -> None:
+        cut = len(self.tail)
+        object.__setattr__(self, "_text", itemgetter(slice(len(self.head), -cut)))
+        object.__setattr__(self, "_lead", itemgetter(slice(0, -cut)))
+
     def apply(self, raw: bytes) -> tuple[bytes, int] | None:
         """What to send for `raw` and the length of its text, if it has this shape."""
         head, tail = self.head, self.tail
@@ -144,3 +154,56 @@ class TextShape:
         except UnicodeDecodeError:
             return None
         return head + text + self.sent_tail, chars
+
+    def run(self, raw: Sequence[bytes], start: int) -> tuple[list[bytes], int] | None:
+        """`apply` to the chunks from `start` on, as far as they have this shape, at once: what
+        to send for each, and the length of their text in all; None when the first has not.
+
+        C-level passes over the chunks (`map` with bytes methods, one join, one search, one
+        decode) instead of a Python call per chunk. The texts are joined by a space, an ASCII
+        byte, so they decode together exactly when each decodes by itself."""
+        head, tail = self.head, self.tail
+        first = raw[start]
+        if not (first.startswith(head) and first.endswith(tail)):
+            return None
+        chunks = raw[start : start + RUN_WINDOW]
+        fixed = len(head) + len(tail)
+        shaped = list(
+            map(
+                and_,
+                map(
+                    and_,
+                    map(bytes.startswith, chunks, repeat(head)),
+                    map(fixed.__lt__, map(len, chunks)),
+                ),
+                map(bytes.endswith, chunks, repeat(tail)),
+            )
+        )
+        if False in shaped:
+            chunks = chunks[: shaped.index(False)]
+        texts = b" ".join(map(self._text, chunks))
+        chars = _length(texts) if chunks and _UNSAFE_TEXT.search(texts) is None else None
+        if chars is None:
+            return self._each(chunks)  # which chunk is not plain text, `apply` says
+        chars -= len(chunks) - 1
+        if self.sent_tail != tail:
+            chunks = list(map(add, map(self._lead, chunks), repeat(self.sent_tail)))
+        return list(chunks), chars
+
+    def _each(self, chunks: Sequence[bytes]) -> tuple[list[bytes], int] | None:
+        sent, chars = [], 0
+        for chunk in chunks:
+            one = self.apply(chunk)
+            if one is None:
+                break
+            sent.append(one[0])
+            chars += one[1]
+        return (sent, chars) if sent else None
+
+
+def _length(text: bytes) -> int | None:
+    """Characters in UTF-8 `text`; None when it is not valid UTF-8."""
+    try:
+        return len(text.decode())
+    except UnicodeDecodeError:
+        return None

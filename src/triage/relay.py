@@ -36,13 +36,24 @@ def _convert(
 ) -> tuple[Relayed, TriageError | None]:
     out = Relayed()
     raw = batch.raw
-    for index in range(len(batch)):
-        data = raw[index] if raw else None
-        same = normalizer.relay_like_last(data) if data is not None else None
-        if same is not None:  # only its text differs from the last raw chunk: no decoding
-            out.append(same[0])
-            tally.produced += same[1]
-            continue
+    index, size = 0, len(batch)
+    while index < size:
+        data = None
+        if raw is not None:
+            data = raw[index]
+            # Only their text differs from the last raw chunk's: no decoding. Several left go
+            # as a run (one pass over them all), the last one by itself.
+            if index + 1 < size and (run := normalizer.relay_run(raw, index)) is not None:
+                out += run[0]
+                tally.produced += run[1]
+                index += len(run[0])
+                continue
+            same = normalizer.relay_like_last(data) if index + 1 == size else None
+            if same is not None:
+                out.append(same[0])
+                tally.produced += same[1]
+                index += 1
+                continue
         try:
             chunk = batch.chunk(index)
         except TriageError as err:
@@ -52,6 +63,7 @@ def _convert(
         tally.produced += chars
         if relayed is not None:
             out.append(relayed)
+        index += 1
     return out, None
 
 

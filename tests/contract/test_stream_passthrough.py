@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 
 from tests.contract.openapi_spec import validate
 from tests.helpers import config_from, deployment
+from triage.engine.base import Batch
+from triage.errors import UpstreamError
 from triage.normalize import StreamNormalizer, normalize_chunk
 from triage.rawchunk import passable, text_chars
+from triage.relay import Tally, convert
 
 DEPLOYMENT = config_from(
     {"model_list": [deployment("g", "hosted_vllm/m", "http://127.0.0.1:9/v1")]}
@@ -241,3 +244,88 @@ def test_chunks_relayed_by_shape_alone_match_the_full_relay(
         shortcut = by_shape.relay_like_last(data)
         sent = shortcut if shortcut is not None else by_shape.relay(chunk, data)
         assert sent == full.relay(chunk, data)
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    try:
+        return dict(json.loads(data))
+    except ValueError:
+        raise UpstreamError("a malformed stream chunk") from None
+
+
+def _batch_of(raw: list[bytes]) -> Batch:
+    return Batch([None] * len(raw), raw, decode=_decode)
+
+
+def _one_by_one(normalizer: StreamNormalizer, raw: list[bytes]) -> tuple[list[Any], int]:
+    """What the relay sends for `raw` chunk by chunk, with no run: the full relay for each."""
+    sent, chars = [], 0
+    for data in raw:
+        out, count = normalizer.relay(json.loads(data), data)
+        chars += count
+        if out is not None:
+            sent.append(out)
+    return sent, chars
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=common_chunks,
+    texts=st.lists(
+        st.text(max_size=5)
+        | st.sampled_from(['"', "\\", "a\nb", "é", "", "\x00", "\u2028", "日本"])
+        | st.binary(max_size=3).map(lambda b: b.decode("latin-1")),
+        min_size=1,
+        max_size=70,
+    ),
+    odd=st.lists(
+        st.tuples(st.integers(0, 69), st.sampled_from(["finish", "cut", "lead", "trail"]))
+    ),
+    ascii_only=st.booleans(),
+    keep_usage=st.booleans(),
+)
+def test_a_read_of_many_chunks_relays_as_each_chunk_alone_would(
+    base: dict[str, Any],
+    texts: list[str],
+    odd: list[tuple[int, str]],
+    ascii_only: bool,
+    keep_usage: bool,
+) -> None:
+    """Several chunks from one read go by the last raw chunk's shape in one pass (a run:
+    rawchunk.TextShape.run); whatever mix of plain texts, escapes, control bytes, other chunks
+    and broken UTF-8 the read holds, what goes out and the text counted must be what the full
+    relay of each chunk by itself gives, in order."""
+    raw = []
+    for text in texts:
+        chunk = json.loads(json.dumps(base))
+        chunk["choices"][0]["delta"] = {"content": text}
+        raw.append(
+            json.dumps(
+                _openai_order(chunk), separators=(",", ":"), ensure_ascii=ascii_only
+            ).encode()
+        )
+    for at, what in odd:
+        if at >= len(raw):
+            continue
+        if what == "finish":
+            raw[at] = raw[at].replace(b'"finish_reason":null', b'"finish_reason":"stop"')
+        elif what == "cut":
+            raw[at] = raw[at][:-1]  # not JSON any more: the relay stops at it
+        elif what == "lead":  # UTF-8's first byte of two ends this text, the next ...
+            raw[at] = raw[at].replace(b'"},"logprobs"', b'\xc3"},"logprobs"', 1)
+        elif what == "trail":  # ... starts with its second: valid only if read as one
+            raw[at] = raw[at].replace(b'"content":"', b'"content":"\xa9', 1)
+    good = []
+    for data in raw:
+        try:
+            json.loads(data)
+        except ValueError:
+            break
+        good.append(data)
+    expected = _one_by_one(StreamNormalizer(DEPLOYMENT, keep_usage=keep_usage), good)
+    tally = Tally()
+    out, failure = convert(
+        StreamNormalizer(DEPLOYMENT, keep_usage=keep_usage), _batch_of(raw), tally
+    )
+    assert (list(out), tally.produced) == expected
+    assert (failure is None) == (len(good) == len(raw))

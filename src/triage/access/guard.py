@@ -61,6 +61,9 @@ class Guard:
         self.wall_clock = wall_clock
         self.limits: LimitStore = limits if limits is not None else MemoryLimits()
         self._by_digest = {_key_digest(spec): spec for spec in settings.keys}
+        # Bearer tokens already matched to a key: a hash costs more than the rest of the check.
+        # Only valid tokens enter, so its size is bounded by the configured keys.
+        self._known: dict[str, KeySpec] = {}
         self._admin = _admin_digest(settings)
         self._allowed = {
             spec.id: _allowed_groups(spec, reachable) for spec in settings.keys if spec.models
@@ -77,9 +80,13 @@ class Guard:
         token = bearer(authorization)
         if token is None:
             raise AuthenticationFailed("missing API key: send `Authorization: Bearer <key>`")
-        spec = self._by_digest.get(digest(token))
+        spec = self._known.get(token)
         if spec is None:
-            raise AuthenticationFailed("invalid API key")
+            spec = self._by_digest.get(digest(token))
+            if spec is None:
+                raise AuthenticationFailed("invalid API key")
+            if len(self._known) < len(self._by_digest):
+                self._known[token] = spec
         return spec
 
     def authenticate_admin(self, authorization: str | None) -> None:

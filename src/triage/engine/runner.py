@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from triage.config.schema import Config, Deployment
 from triage.engine.base import AttemptRecord, Batch, Call, Outcome, Reply, Timeouts, Transport
 from triage.engine.base import UpstreamStream as _Stream
+from triage.engine.deadline import Deadlines
 from triage.engine.drain import Drain
 from triage.engine.relaying import Relay
 from triage.engine.selection import choose
@@ -92,6 +93,7 @@ class Engine:
         self.drain = drain
         self.groups: Mapping[str, list[Deployment]] = config.groups
         self._reach: dict[tuple[object, ...], tuple[object, object, tuple[str, ...]]] = {}
+        self._deadlines = Deadlines()  # asyncio.timeout's semantics, one loop timer for all
 
     async def complete(
         self, plan: RoutePlan, call: Call, attempts: list[AttemptRecord] | None = None
@@ -113,7 +115,7 @@ class Engine:
                 if timeouts.first_token is None:  # the attempt's own deadline bounds it
                     first = await anext(aiter(upstream))
                 else:
-                    async with asyncio.timeout(timeouts.first_token):
+                    with self._deadlines.within(timeouts.first_token):
                         first = await anext(aiter(upstream))
                 # A first chunk that does not decode is a failed attempt (a fallback may still
                 # answer); a later one is a failure mid-stream.
@@ -280,7 +282,7 @@ class Engine:
         try:
             self._check_context(run.call, deployment)
             timeouts = self._timeouts(run, deployment)
-            async with asyncio.timeout(timeouts.total):
+            with self._deadlines.within(timeouts.total):
                 result = await run.attempt(deployment, timeouts)
         except TimeoutError:
             err: TriageError = UpstreamTimeout(f"no answer within {timeouts.total:g}s")

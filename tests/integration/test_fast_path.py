@@ -34,6 +34,7 @@ def _config(fake: FakeUpstreamThread, **server: Any) -> Config:
             "model_list": [
                 deployment("local", "hosted_vllm/fake-model", fake.url + "/v1"),
                 deployment("broken", "hosted_vllm/fake-large", fake.url + "/v1"),
+                deployment("emb", "hosted_vllm/fake-embedding", fake.url + "/v1"),
             ],
             "router_settings": {"num_retries": 0},
             "server": {"max_body_bytes": CAP, **server},
@@ -52,14 +53,25 @@ def _answer(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
     """Status, header list and body, without what differs between any two answers (the
     upstream's completion id and time)."""
     headers = [(k, v) for k, v in response.headers.multi_items() if k not in ("date", "server")]
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        return response.status_code, headers, _events(response)
     try:
         body = response.json()
     except ValueError:
         return response.status_code, headers, response.content
-    if isinstance(body, dict):
-        body.pop("id", None)
-        body.pop("created", None)
-    return response.status_code, headers, body
+    return response.status_code, headers, _stable(body)
+
+
+def _stable(value: Any) -> Any:
+    """`value` without the ids and times the upstream or the gateway mint per answer."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+VOLATILE = frozenset({"id", "item_id", "created", "created_at", "completed_at"})
 
 
 async def _too_big() -> AsyncIterator[bytes]:
@@ -98,8 +110,10 @@ CASES: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
 }
 
 
-async def _send(client: httpx.AsyncClient, case: str) -> httpx.Response:
-    method, path, body, headers, _ = CASES[case]
+async def _send(
+    client: httpx.AsyncClient, case: str, cases: dict[str, Any] | None = None
+) -> httpx.Response:
+    method, path, body, headers, _ = (cases or CASES)[case]
     headers = {"x-request-id": "same-for-both", **headers}
     if isinstance(body, dict):
         return await client.request(method, path, json=body, headers=headers)
@@ -125,6 +139,42 @@ async def test_the_fast_path_answers_as_the_full_stack(
 ) -> None:
     fast, full = [_answer(await _send(client, case)) for client in clients]
     assert full[0] == CASES[case][4], full
+    assert fast == full
+
+
+# The other inference endpoints, each in its own wire format (Anthropic's on /v1/messages).
+MESSAGE = {"model": "local", "max_tokens": 20, "messages": MESSAGES}
+OTHERS: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
+    "embeddings": ("POST", "/v1/embeddings", {"model": "emb", "input": ["a", "b"]}, {}, 200),
+    "embeddings, bad input": ("POST", "/v1/embeddings", {"model": "emb", "input": {}}, {}, 400),
+    "embeddings, GET": ("GET", "/v1/embeddings", None, {}, 405),
+    "responses": ("POST", "/v1/responses", {"model": "local", "input": "hi"}, {}, 200),
+    "responses, stream": (
+        "POST",
+        "/v1/responses",
+        {"model": "local", "input": "hi", "stream": True},
+        {},
+        200,
+    ),
+    "responses, bad JSON": ("POST", "/v1/responses", b"{", {}, 400),
+    "responses, text/plain": ("POST", "/v1/responses", b"{}", {"content-type": "text/plain"}, 415),
+    "messages": ("POST", "/v1/messages", MESSAGE, {}, 200),
+    "messages, stream": ("POST", "/v1/messages", {**MESSAGE, "stream": True}, {}, 200),
+    "messages, no max_tokens": ("POST", "/v1/messages", GOOD, {}, 400),
+    "messages, unknown model": ("POST", "/v1/messages", {**MESSAGE, "model": "nope"}, {}, 404),
+    "messages, upstream 429": ("POST", "/v1/messages", {**MESSAGE, "model": "broken"}, {}, 429),
+    "messages, over the cap": ("POST", "/v1/messages", b"{}" + b" " * CAP, {}, 413),
+    "messages, foreign Host": ("POST", "/v1/messages", MESSAGE, {"host": "evil.example"}, 421),
+    "count tokens (full stack)": ("POST", "/v1/messages/count_tokens", MESSAGE, {}, 200),
+}
+
+
+@pytest.mark.parametrize("case", OTHERS)
+async def test_the_other_inference_endpoints_answer_as_the_full_stack(
+    clients: list[httpx.AsyncClient], case: str
+) -> None:
+    fast, full = [_answer(await _send(client, case, OTHERS)) for client in clients]
+    assert full[0] == OTHERS[case][4], full
     assert fast == full
 
 
@@ -223,16 +273,14 @@ async def test_every_outcome_leaves_its_runtime_pin(fake: FakeUpstreamThread) ->
 
 
 def _events(response: httpx.Response) -> list[Any]:
+    """An event stream's `event:` names and `data:` payloads, in order, made `_stable`."""
     events: list[Any] = []
     for line in response.text.splitlines():
-        if not line.startswith("data: "):
-            continue
-        data = line[len("data: ") :]
-        event = data if data == "[DONE]" else json.loads(data)
-        if isinstance(event, dict):
-            event.pop("id", None)
-            event.pop("created", None)
-        events.append(event)
+        name, _, data = line.partition(": ")
+        if name == "event":
+            events.append(data)
+        elif name == "data":
+            events.append(data if data == "[DONE]" else _stable(json.loads(data)))
     return events
 
 

@@ -4,9 +4,10 @@ Every request through FastAPI passes about ten ASGI layers before its handler ru
 and Starlette's `__call__`, the server-error, telemetry and body-limit middlewares, our Gate,
 the exception middleware, an exit stack, the router trying each route, the route, and the
 handler's own exception wrapper), each a coroutine and most a `send` wrapper of their own.
-`TriageApp` serves a POST to a hot path (`HOT_PATHS`) itself: the Gate's refusals and runtime
-pin, the route's handler, and the app's own exception handlers applied as those layers apply
-them, so every answer, error and log line is the one the full stack gives:
+`TriageApp` serves a POST to a hot path (`HOT_PATHS`: the inference endpoints) itself: the
+Gate's refusals and runtime pin, the route's handler, and the app's own exception handlers
+applied as those layers apply them, so every answer, error and log line is the one the full
+stack gives:
 
 - an exception with a registered handler (TriageError, RequestValidationError, HTTPException) is
   rendered by it, unless the response has started: then a RuntimeError, as Starlette raises;
@@ -39,7 +40,9 @@ from triage.api.gate import Gate, refuse
 # The code of the ASGI app `request_response` wraps every handler in (whatever the handler):
 # how a route is known to serve its handler as Starlette's routing alone would.
 _REQUEST_RESPONSE = request_response(Response).__code__
-HOT_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+HOT_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"}
+)
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 

@@ -61,7 +61,7 @@ class BucketRows(Mapping[int, int]):
 
     __slots__ = ("_count", "slots")
 
-    def __init__(self, buckets: Sequence[int], rows: Sequence[int]) -> None:
+    def __init__(self, buckets: Sequence[int], rows: Iterable[int]) -> None:
         """Row `rows[i]` for bucket `buckets[i]`; each bucket once (a dict's keys, a file's)."""
         filled = [ZERO_ROW] * max(TABLE_MIN, max(buckets, default=0) + 1)
         for bucket, row in zip(buckets, rows, strict=True):

@@ -112,6 +112,7 @@ class _Tariff:
     def __init__(self, deployment: Deployment) -> None:
         params, info = deployment.litellm_params, deployment.model_info
         self.deployment = deployment
+        self.id = deployment.id  # a property of the config model: read once
         self.model = params.model
         self.override: Price | None = None
         if params.input_cost_per_token is not None or params.output_cost_per_token is not None:
@@ -153,32 +154,39 @@ class Accountant:
         # costs more than the increment itself. The key space is bounded by the config.
         self._bound: dict[tuple[str, str, str, str, str, int], _Bound] = {}
         # A deployment's prices, validated once: the worst case of every limited request prices
-        # each deployment its plan may reach.
-        self._tariffs: dict[str, _Tariff] = {}
+        # each deployment its plan may reach. Keyed by the deployment's identity (the entry holds
+        # it), which is cheaper to look up than its id, a property of the config model.
+        self._tariffs: dict[int, _Tariff] = {}
+        self._reference = config.triage.savings.reference_model
 
     def price(self, record: Record) -> None:
         """Fill in cost and counterfactual cost from the record's usage."""
-        if record.usage is None or record.outcome is None:
+        usage, outcome = record.usage, record.outcome
+        if usage is None or outcome is None:
             return
-        deployment = record.outcome.deployment
-        seconds = record.outcome.upstream_seconds
-        self.throughput.observe(deployment.id, record.usage.total_tokens, seconds)
-        record.cost = self.cost_on(deployment, record.usage, seconds)
-        reference = self.config.triage.savings.reference_model
-        if reference:
-            record.counterfactual = counterfactual_cost(self.prices, reference, record.usage)
+        tariff, seconds = self._tariff(outcome.deployment), outcome.upstream_seconds
+        self.throughput.observe(tariff.id, usage.total_tokens, seconds)
+        record.cost = self._cost(tariff, usage, seconds)
+        if self._reference:
+            record.counterfactual = counterfactual_cost(self.prices, self._reference, usage)
 
     def cost_on(self, deployment: Deployment, usage: Usage, seconds: float) -> Decimal:
-        tariff = self._tariffs.get(deployment.id)
+        return self._cost(self._tariff(deployment), usage, seconds)
+
+    def _tariff(self, deployment: Deployment) -> _Tariff:
+        tariff = self._tariffs.get(id(deployment))
         if tariff is None or tariff.deployment is not deployment:
-            tariff = self._tariffs[deployment.id] = _Tariff(deployment)
+            tariff = self._tariffs[id(deployment)] = _Tariff(deployment)
+        return tariff
+
+    def _cost(self, tariff: _Tariff, usage: Usage, seconds: float) -> Decimal:
         if tariff.by_compute:
             assert tariff.compute is not None  # by_compute says so; for mypy
             return PriceBook.compute_cost(
                 tariff.compute,
                 usage,
                 upstream_seconds=seconds,
-                throughput=self.throughput.tokens_per_second(deployment.id),
+                throughput=self.throughput.tokens_per_second(tariff.id),
             )
         return PriceBook.cost(tariff.per_token(self.prices), usage)
 
@@ -186,8 +194,9 @@ class Accountant:
         """Meter, count and log `record` and queue its ledger row. The request may be
         acknowledged once the returned future (None: nothing to wait for) has resolved."""
         self.price(record)
-        self._metrics(record)
-        row = self._row(record)
+        where = record.where()
+        self._metrics(record, where)
+        row = self._row(record, where)
         committed = self.commits.submit(row) if self.commits is not None else None
         if log.isEnabledFor(logging.INFO):
             fields = _log_fields(row)
@@ -196,10 +205,10 @@ class Accountant:
             log.info("request", extra={"triage": fields})
         return committed
 
-    def _row(self, r: Record) -> LedgerRow:
+    def _row(self, r: Record, where: tuple[str, str]) -> LedgerRow:
         outcome = r.outcome
         usage = r.usage or Usage(0, 0, "estimated")
-        route, deployment = r.where()
+        route, deployment = where
         attempts = outcome.attempts if outcome else r.attempts
         return LedgerRow(
             ts=self.wall_clock(),
@@ -223,8 +232,8 @@ class Accountant:
             error=r.error_kind,
         )
 
-    def _metrics(self, r: Record) -> None:
-        group, deployment = r.where()
+    def _metrics(self, r: Record, where: tuple[str, str]) -> None:
+        group, deployment = where
         key = (r.endpoint, r.task, r.tier, group, deployment, r.status)
         bound = self._bound.get(key)
         if bound is None:

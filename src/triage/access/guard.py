@@ -23,6 +23,7 @@ from triage.state.limits import Ask, LimitStore, MemoryLimits, Refusal, Reservat
 from triage.state.redis_conn import StoreDown
 
 log = logging.getLogger("triage.state")
+_Limits = tuple[str, int | None, int | None, Decimal | None, Decimal | None]
 StoreFailure = Callable[[str, str], None]  # (operation, policy)
 
 
@@ -64,6 +65,7 @@ class Guard:
         # Bearer tokens already matched to a key: a hash costs more than the rest of the check.
         # Only valid tokens enter, so its size is bounded by the configured keys.
         self._known: dict[str, KeySpec] = {}
+        self._limits: dict[int, tuple[KeySpec, _Limits]] = {}  # by the key's identity
         self._admin = _admin_digest(settings)
         self._allowed = {
             spec.id: _allowed_groups(spec, reachable) for spec in settings.keys if spec.models
@@ -118,15 +120,15 @@ class Guard:
             raise PermissionDenied(f"key `{key.id}` may not send `{task}` requests")
 
     def ask(self, key: KeySpec, tokens: int, cost: Decimal) -> Ask:
-        return Ask(
-            key.id,
-            tokens,
-            cost,
-            rpm=key.rpm,
-            tpm=key.tpm,
-            daily_usd=key.budget.daily_usd,
-            monthly_usd=key.budget.monthly_usd,
-        )
+        known = self._limits.get(id(key))
+        if known is None or known[0] is not key:  # read once: config models read slowly
+            budget = key.budget
+            limits = (key.id, key.rpm, key.tpm, budget.daily_usd, budget.monthly_usd)
+            if len(self._limits) > len(self._by_id):  # specs from elsewhere: keep it bounded
+                self._limits.clear()
+            known = self._limits[id(key)] = (key, limits)
+        key_id, rpm, tpm, daily, monthly = known[1]
+        return Ask(key_id, tokens, cost, rpm, tpm, daily, monthly)
 
     async def reserve(self, ask: Ask) -> Reservation | None:
         """Hold `ask` against every limit of its key, or raise 429 naming the one it breaks.

@@ -18,6 +18,7 @@ from triage.protocol import ChatCompletionRequest, CompletionRequest, Request, c
 
 CHARS_PER_TOKEN = 4
 CostOn = Callable[[Deployment, Usage], Decimal]
+_GENERATES = (ChatCompletionRequest, CompletionRequest)  # a tuple: `A | B` is built per call
 
 
 def prompt_chars(request: Request) -> int:
@@ -35,7 +36,7 @@ def prompt_estimate(chars: int) -> int:
 
 def output_cap(request: Request, default: int) -> int:
     """The most output tokens the request can produce, over all its choices."""
-    if not isinstance(request, ChatCompletionRequest | CompletionRequest):
+    if not isinstance(request, _GENERATES):
         return 0  # embeddings produce no tokens
     limit = getattr(request, "max_completion_tokens", None) or request.max_tokens or default
     return int(limit) * (request.n or 1)

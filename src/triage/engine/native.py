@@ -69,6 +69,7 @@ class Target:
     headers: CIMultiDict[str]
     secret: str | None
     plain: tuple[str, int, bytes] | None = None
+    model: str = ""  # the model name as the deployment knows it (no provider prefix)
 
 
 def target(deployment: Deployment, kind: CallKind) -> Target:
@@ -89,7 +90,7 @@ def target(deployment: Deployment, kind: CallKind) -> Target:
     if params.extra_headers:
         headers.update(params.extra_headers)  # explicit config wins, case-insensitively
     url = base + PATHS[kind]
-    return Target(url, headers, secret or None, plain_route(url, headers))
+    return Target(url, headers, secret or None, plain_route(url, headers), params.model_name)
 
 
 class NativeLane:
@@ -171,14 +172,17 @@ class NativeLane:
                 target(deployment, call.kind),
             )
         where = cached[1]
-        data = dumps(upstream_body_for(deployment, call))
+        body = upstream_body(deployment, call)
+        body["model"] = where.model
+        data = dumps(body)
         response: Answer
         try:
             extra = header_lines(trace_headers) if trace_headers else b""
             if where.plain is not None and extra is not None:
                 host, port, head = where.plain
                 pool = self._plain_pool()
-                response = await pool.post(host, port, head + extra, data, timeouts.connect)
+                head = head + extra if extra else head
+                response = await pool.post(host, port, head, data, timeouts.connect)
             else:
                 response = await self._session.get().post(
                     where.url,
@@ -191,15 +195,9 @@ class NativeLane:
                 )
         except _CALL_ERRORS as exc:
             raise network_error(exc, deployment, timeouts.connect) from None
-        await raise_for_status(response, deployment, where.secret)
+        if not 200 <= response.status < 300:  # checked here: a coroutine less per success
+            await raise_for_status(response, deployment, where.secret)
         return response, where
-
-
-def upstream_body_for(deployment: Deployment, call: Call) -> dict[str, Any]:
-    """The allow-listed body plus the model name as the deployment knows it (no prefix)."""
-    body = upstream_body(deployment, call)
-    body["model"] = deployment.litellm_params.model_name
-    return body
 
 
 def _with(headers: CIMultiDict[str], extra: dict[str, str]) -> CIMultiDict[str]:

@@ -24,6 +24,7 @@ from triage.engine.base import AttemptRecord, Batch, Call, Outcome, Reply, Timeo
 from triage.engine.base import UpstreamStream as _Stream
 from triage.engine.deadline import Deadlines
 from triage.engine.drain import Drain
+from triage.engine.facts import FactBook, Facts
 from triage.engine.relaying import Relay
 from triage.engine.selection import choose
 from triage.errors import (
@@ -94,6 +95,8 @@ class Engine:
         self.groups: Mapping[str, list[Deployment]] = config.groups
         self._reach: dict[tuple[object, ...], tuple[object, object, tuple[str, ...]]] = {}
         self._deadlines = Deadlines()  # asyncio.timeout's semantics, one loop timer for all
+        self._facts = FactBook(config, context_window)
+        self._strategy = config.router_settings.routing_strategy
 
     async def complete(
         self, plan: RoutePlan, call: Call, attempts: list[AttemptRecord] | None = None
@@ -260,7 +263,7 @@ class Engine:
         deployment = choose(
             deployments,
             self.store,
-            self.config.router_settings.routing_strategy,
+            self._strategy,
             self.rng,
             now=now,
             stream=run.call.stream,
@@ -278,10 +281,11 @@ class Engine:
     async def _attempt(
         self, run: _Run[T], group: str, deployment: Deployment, *, release: bool
     ) -> tuple[T, Outcome]:
-        started = self.clock()
+        facts = self._facts.of(deployment)
+        did, started = facts.id, self.clock()
         try:
-            self._check_context(run.call, deployment)
-            timeouts = self._timeouts(run, deployment)
+            self._check_context(run.call, deployment, facts.context_limit)
+            timeouts = self._timeouts(run, facts)
             with self._deadlines.within(timeouts.total):
                 result = await run.attempt(deployment, timeouts)
         except TimeoutError:
@@ -292,24 +296,25 @@ class Engine:
             self._failed(run, group, deployment, exc, started)
             raise
         except asyncio.CancelledError:
-            self.store.release(deployment.id)
-            self.store.record_failure(deployment.id, self.clock(), trips=False)
+            self.store.release(did)
+            self.store.record_failure(did, self.clock(), trips=False)
             seconds = self.clock() - started
             run.attempts.append(
-                AttemptRecord(group, deployment.id, False, "cancelled", CANCELLED, "", seconds)
+                AttemptRecord(group, did, False, "cancelled", CANCELLED, "", seconds)
             )
             raise
-        elapsed = self.clock() - started
-        run.attempts.append(AttemptRecord(group, deployment.id, True, seconds=elapsed))
+        now = self.clock()
+        elapsed = now - started
+        run.attempts.append(AttemptRecord(group, did, True, seconds=elapsed))
         stream = run.call.stream
         self.store.record_success(
-            deployment.id,
-            self.clock(),
+            did,
+            now,
             latency=None if stream else elapsed,
             ttft=elapsed if stream else None,
         )
         if release:
-            self.store.release(deployment.id)
+            self.store.release(did)
         outcome = Outcome(group, deployment, run.attempts, upstream_seconds=elapsed)
         return result, outcome
 
@@ -334,22 +339,21 @@ class Engine:
             )
         )
 
-    def _check_context(self, call: Call, deployment: Deployment) -> None:
-        limit = deployment.model_info.max_input_tokens or self.context_window(deployment)
+    def _check_context(self, call: Call, deployment: Deployment, limit: int | None) -> None:
         if limit and call.prompt_chars // CHARS_PER_TOKEN > limit:
             raise ContextWindowExceeded(
                 f"the prompt (~{call.prompt_chars // CHARS_PER_TOKEN} tokens) does not fit "
                 f"`{deployment.model_name}`'s context window of {limit} tokens"
             )
 
-    def _timeouts(self, run: _Run[T], deployment: Deployment) -> Timeouts:
+    def _timeouts(self, run: _Run[T], facts: Facts) -> Timeouts:
         remaining = max(0.001, run.deadline_at - self.clock())
-        params, info = deployment.litellm_params, deployment.model_info
-        total = params.timeout or run.plan.timeout
+        plan = run.plan
+        total = facts.timeout or plan.timeout
         if run.call.stream:
-            total = params.stream_timeout or total
-        first = info.first_token_timeout or run.plan.first_token_timeout
-        connect = info.connect_timeout or self.config.triage.connect_timeout
+            total = facts.stream_timeout or total
+        first = facts.first_token or plan.first_token_timeout
+        connect = facts.connect
         return Timeouts(
             connect=min(connect, remaining),
             first_token=min(first, remaining) if first else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import itertools
 import math
 import os
 import time
@@ -155,13 +156,14 @@ class MemoryLimits:
         self.spend_since = spend_since
         self.ttl = ttl
         self._keys: dict[str, _Key] = {}
+        self._ids = itertools.count()  # ids live only here: a counter, not os.urandom per call
 
     async def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
         entry = self._entry(ask.key_id, now)
         refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
         if refusal is not None:
             return refusal
-        reservation = Reservation(new_id(), ask.key_id, ask.tokens, ask.cost, now)
+        reservation = Reservation(str(next(self._ids)), ask.key_id, ask.tokens, ask.cost, now)
         entry.requests.append(now)
         tokens = [now, float(ask.tokens), 1.0]
         entry.tokens.append(tokens)

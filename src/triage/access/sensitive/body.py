@@ -24,6 +24,7 @@ _STRUCTURAL = frozenset({"role", "type"})
 _TOKEN_FIELDS = frozenset({"prompt", "input"})
 _MAX_DIGITS = 40  # longer integers are no card, IBAN or id (and str() refuses very long ones)
 _TOO_LONG = 10**_MAX_DIGITS
+_SEQUENCES = (list, tuple)  # a tuple: `list | tuple` would be built at every check
 
 _Entry = tuple[str | None, str | None, object]
 """(top-level field, the key that holds the value, the value)."""
@@ -96,7 +97,7 @@ def entries_of(body: Mapping[str, object], limit: int | None = None) -> list[_En
             children = list(zip(fields, names, value.values(), strict=True))
             children.reverse()  # popped from the end: the first child comes off first
             stack += children
-        elif isinstance(value, list | tuple):
+        elif isinstance(value, _SEQUENCES):
             stack += [(top, key, item) for item in reversed(value)]
         else:
             out.append(entry)

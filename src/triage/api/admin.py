@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from triage.api.deps import state
+from triage.api.plain import json_object, ok_object
 from triage.config import summary
 
 router = APIRouter()
 
 
-@router.post("/admin/reload")
-async def reload(request: Request) -> dict[str, Any]:
+@router.post(
+    "/admin/reload", response_model=None, responses=ok_object("Response Reload Admin Reload Post")
+)
+async def reload(request: Request) -> Response:
     app_state = state(request)
     app_state.runtime.guard.authenticate_admin(request.headers.get("authorization"))
     runtime = app_state.reload()
-    return {"status": "reloaded", "summary": summary(runtime.config)}
+    return json_object({"status": "reloaded", "summary": summary(runtime.config)})
 
 
-@router.get("/admin/keys")
-async def keys(request: Request) -> dict[str, Any]:
+@router.get("/admin/keys", response_model=None, responses=ok_object("Response Keys Admin Keys Get"))
+async def keys(request: Request) -> Response:
     app_state = state(request)
     guard = app_state.runtime.guard
     guard.authenticate_admin(request.headers.get("authorization"))
-    return {"object": "list", "data": await guard.summary()}
+    return json_object({"object": "list", "data": await guard.summary()})

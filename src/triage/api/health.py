@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from triage.api.callers import is_admin
 from triage.api.deps import state
+from triage.api.plain import json_object, ok_object
 from triage.config.schema import Config
 from triage.engine.probe import probe
 from triage.state import DeploymentState, Store
@@ -66,9 +68,13 @@ class ProbeCache:
         self._probed, self._at = config, self.clock()
 
 
-@router.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/health",
+    response_model=None,
+    responses=ok_object("Response Health Health Get", {"type": "string"}),
+)
+async def health() -> Response:
+    return json_object({"status": "ok"})
 
 
 @router.get("/health/ready")

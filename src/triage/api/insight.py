@@ -14,28 +14,51 @@ import time
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from triage.api.callers import caller
 from triage.api.deps import meta, parse, state
+from triage.api.plain import PARAMETER_ERRORS, json_object, ok_object
 from triage.errors import BadRequest, NotFound
-from triage.explain import explain
 from triage.metering import format_usd
 from triage.protocol import ChatCompletionRequest
-from triage.report import parse_since
 
 router = APIRouter()
 
 
-@router.post("/v1/triage/explain")
-async def explain_route(request: Request) -> dict[str, Any]:
+By = Literal["task", "route", "deployment", "day", "tier"]
+REPORT_BY: tuple[By, ...] = ("task", "route", "deployment", "day", "tier")
+# What FastAPI's validation of a `by: By` query parameter answered (api/errors.py's wording).
+BY_ERROR = "query.by: Input should be 'task', 'route', 'deployment', 'day' or 'tier'"
+USAGE_PARAMETERS = [
+    {
+        "in": "query",
+        "name": "since",
+        "required": False,
+        "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Since"},
+    },
+    {
+        "in": "query",
+        "name": "by",
+        "required": False,
+        "schema": {"default": "task", "enum": list(REPORT_BY), "title": "By", "type": "string"},
+    },
+]
+
+
+# Its answer is documented by api/openapi.py; explain (and what it imports) loads on first use.
+@router.post("/v1/triage/explain", response_model=None)
+async def explain_route(request: Request) -> Response:
+    from triage.explain import explain
+
     who = caller(request)
     body = await parse(request, ChatCompletionRequest)
     runtime = state(request).runtime
     runtime.guard.authorize(who.key, body.model, None)  # 403 for a model the key may not use
     answer = await explain(runtime.service, body, meta(request), who.key)
     allowed = None if who.key is None else runtime.guard.allowed_groups(who.key)
-    return answer if allowed is None else _only(answer, allowed)
+    return json_object(answer if allowed is None else _only(answer, allowed))
 
 
 def _only(answer: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
@@ -59,12 +82,25 @@ def _only(answer: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/triage/usage")
-async def usage(
-    request: Request,
-    since: str | None = Query(default=None),
-    by: Literal["task", "route", "deployment", "day", "tier"] = Query(default="task"),
-) -> dict[str, Any]:
+def _report_by(request: Request) -> By:
+    """The `by` query parameter (its last value, as FastAPI read it), "task" when absent."""
+    by = request.query_params.get("by", "task")
+    for choice in REPORT_BY:
+        if by == choice:
+            return choice
+    raise BadRequest(BY_ERROR, param="query.by")
+
+
+@router.get(
+    "/v1/triage/usage",
+    response_model=None,
+    responses={**ok_object("Response Usage V1 Triage Usage Get"), **PARAMETER_ERRORS},
+    openapi_extra={"parameters": USAGE_PARAMETERS},
+)
+async def usage(request: Request) -> Response:
+    from triage.report import parse_since
+
+    by, since = _report_by(request), request.query_params.get("since")
     who = caller(request)
     app_state = state(request)
     ledger = app_state.extras.get("ledger")
@@ -77,5 +113,4 @@ async def usage(
     key_id = None if who.key is None else who.key.id
     async with app_state.extras["usage_lock"]:
         report = await asyncio.to_thread(ledger.report, by=by, since=start, key_id=key_id)
-    result: dict[str, Any] = report.to_json()
-    return result
+    return json_object(report.to_json())

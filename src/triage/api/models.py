@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from triage.api.callers import caller, visible_models
 from triage.api.deps import state
+from triage.api.plain import PARAMETER_ERRORS, json_object, ok_object, path_parameter
 from triage.errors import NotFound
 
 router = APIRouter()
@@ -26,14 +28,22 @@ def _entries(request: Request) -> dict[str, dict[str, Any]]:
     }
 
 
-@router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": list(_entries(request).values())}
+@router.get(
+    "/v1/models", response_model=None, responses=ok_object("Response List Models V1 Models Get")
+)
+async def list_models(request: Request) -> Response:
+    return json_object({"object": "list", "data": list(_entries(request).values())})
 
 
-@router.get("/v1/models/{model_id:path}")
-async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+@router.get(
+    "/v1/models/{model_id:path}",
+    response_model=None,
+    responses={**ok_object("Response Get Model V1 Models  Model Id  Get"), **PARAMETER_ERRORS},
+    openapi_extra={"parameters": [path_parameter("model_id", "Model Id")]},
+)
+async def get_model(request: Request) -> Response:
+    model_id: str = request.path_params["model_id"]
     entry = _entries(request).get(model_id)
     if entry is None:
         raise NotFound(f"The model `{model_id}` does not exist", param="model")
-    return entry
+    return json_object(entry)

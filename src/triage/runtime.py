@@ -29,7 +29,6 @@ from triage.metrics import Metrics
 from triage.policy import alias_groups
 from triage.service import Service
 from triage.state import BreakerSettings, LimitStore, MemoryLimits, MemoryStore, Store
-from triage.state.sqlite import SqliteLimits
 from triage.telemetry import Tracing, build_tracing
 
 
@@ -94,7 +93,9 @@ def limit_store(
     breaker refresh leave in one write)."""
     spend_since = ledger.spend if ledger is not None else None
     settings = config.state
-    if settings.backend == "sqlite":
+    if settings.backend == "sqlite":  # its module loads only for a config that uses it
+        from triage.state.sqlite import SqliteLimits
+
         return SqliteLimits(settings.path, spend_since, ttl=settings.reservation_ttl)
     if settings.backend == "redis" and settings.url is not None:
         from triage.state.redis_breaker import RedisStore

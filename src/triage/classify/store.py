@@ -68,18 +68,18 @@ def _ids_of(data: bytes) -> list[int]:
     return packed.tolist()
 
 
-def _restride(data: bytes, count: int, source: int, target: int) -> bytes:
-    """Rows of `count` fields of `source` bytes copied into fields of `target` bytes: the low
-    min(source, target) bytes of each field, the rest zero. One strided copy per byte."""
-    if source == target:
-        return data
+def _restride(data: bytes, count: int, source: int, target: int, start: int = 0) -> bytearray:
+    """Rows of `count` fields of `source` bytes (from `data[start:]`) copied into fields of
+    `target` bytes: the low min(source, target) bytes of each field, the rest zero. One strided
+    copy per byte, and no copy of `data` (start-up's peak memory)."""
     out = bytearray(count * N_CLASSES * target)
+    end = start + count * N_CLASSES * source
     for field in range(N_CLASSES):
         for byte in range(min(source, target)):
             out[field * target + byte :: N_CLASSES * target] = data[
-                field * source + byte :: N_CLASSES * source
+                start + field * source + byte : end : N_CLASSES * source
             ]
-    return bytes(out)
+    return out
 
 
 def _narrow(rows: bytes, count: int) -> bytes:
@@ -89,10 +89,10 @@ def _narrow(rows: bytes, count: int) -> bytes:
         for byte in range(FILE_FIELD_BYTES, FIELD_BYTES):
             if rows[field * FIELD_BYTES + byte :: stride].count(0) != count:
                 raise ValueError("a row's class weight does not fit the weights file's fields")
-    return _restride(rows, count, FIELD_BYTES, FILE_FIELD_BYTES)
+    return bytes(_restride(rows, count, FIELD_BYTES, FILE_FIELD_BYTES))
 
 
-def _packed_rows(rows: bytes) -> map[int]:
+def _packed_rows(rows: bytearray) -> map[int]:
     """One int per ROW_BYTES little-endian bytes, made in C."""
     chunks = map(itemgetter(0), Struct(f"{ROW_BYTES}s").iter_unpack(rows))
     order: Literal["little"] = "little"
@@ -152,7 +152,9 @@ def decode(data: bytes, where: str = "weights") -> Weights:
     if len(body) != count * (4 + N_CLASSES * width):
         raise ValueError(f"{where}: row data does not match the bucket ids")
     ids = _ids_of(bytes(body[: 4 * count]))
-    rows = _restride(bytes(body[4 * count :]), count, width, FIELD_BYTES)
+    body.release()
+    rows = _restride(raw, count, width, FIELD_BYTES, cut + 1 + 4 * count)
+    del raw  # the file's bytes go before the row ints are made
     model = LinearModel(rows=BucketRows(ids, _packed_rows(rows)), bias=tuple(document["bias"]))
     return Weights(model, float(document["heavy_threshold"]), document.get("provenance"))
 

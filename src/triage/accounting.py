@@ -26,7 +26,7 @@ from triage.metering import (
     backend_compute_seconds,
     counterfactual_cost,
 )
-from triage.metrics import Metrics
+from triage.metrics import Metrics, adder, observer
 from triage.protocol import ChatCompletionRequest, CompletionRequest, Request, chat_text
 from triage.state.limits import Reservation
 
@@ -91,19 +91,22 @@ def usage_from(body: Mapping[str, Any] | None, *, estimate: Callable[[], tuple[i
 
 
 class _Bound:
-    """The metric children of one (endpoint, task, tier, group, deployment, status)."""
+    """The metric children of one (endpoint, task, tier, group, deployment, status), as their
+    unchecked adders (metrics.adder): every amount here is >= 0 (a cost is checked first)."""
 
     def __init__(self, m: Metrics, key: tuple[str, str, str, str, str, int]) -> None:
         endpoint, task, tier, group, deployment, status = key
-        self.requests = m.requests.labels(endpoint, task, tier, group, deployment, str(status))
-        self.upstream = m.upstream.labels(deployment)
-        self.duration = m.duration.labels(endpoint, group)
-        self.ttft = m.ttft.labels(group)
-        self.overhead = m.overhead.labels(endpoint)
-        self.tokens_in = m.tokens.labels("in", group)
-        self.tokens_out = m.tokens.labels("out", group)
-        self.cost = m.cost.labels(task, group)
-        self.avoided = m.avoided.labels(task, group)
+        self.requests = adder(
+            m.requests.labels(endpoint, task, tier, group, deployment, str(status))
+        )
+        self.upstream = observer(m.upstream.labels(deployment))
+        self.duration = observer(m.duration.labels(endpoint, group))
+        self.ttft = observer(m.ttft.labels(group))
+        self.overhead = observer(m.overhead.labels(endpoint))
+        self.tokens_in = adder(m.tokens.labels("in", group))
+        self.tokens_out = adder(m.tokens.labels("out", group))
+        self.cost = adder(m.cost.labels(task, group))
+        self.avoided = adder(m.avoided.labels(task, group))
 
 
 class _Tariff:
@@ -238,26 +241,29 @@ class Accountant:
         bound = self._bound.get(key)
         if bound is None:
             bound = self._bound[key] = _Bound(self.metrics, key)
-        bound.requests.inc()
+        cost = float(r.cost)
+        if cost < 0:  # what Counter.inc says; the adders below do not check
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        bound.requests(1.0)
         if r.status >= 400:
             self.metrics.errors.labels(r.endpoint, group, deployment, r.error_kind).inc()
         total = r.finished - r.started
-        bound.duration.observe(total)
+        bound.duration(total)
         if r.ttft is not None:
-            bound.ttft.observe(r.ttft)
+            bound.ttft(r.ttft)
         if r.outcome is not None:
             upstream = sum(a.seconds for a in r.outcome.attempts)
-            bound.upstream.observe(r.outcome.upstream_seconds)
-            bound.overhead.observe(max(0.0, total - upstream))
+            bound.upstream(r.outcome.upstream_seconds)
+            bound.overhead(max(0.0, total - upstream))
         attempts = r.outcome.attempts if r.outcome else r.attempts
         if len(attempts) > 1:  # failed requests retried and fell back too
             self._attempt_metrics(attempts)
         if r.usage is not None:
-            bound.tokens_in.inc(r.usage.prompt_tokens)
-            bound.tokens_out.inc(r.usage.completion_tokens)
-        bound.cost.inc(float(r.cost))
+            bound.tokens_in(r.usage.prompt_tokens)
+            bound.tokens_out(r.usage.completion_tokens)
+        bound.cost(cost)
         if r.counterfactual:
-            bound.avoided.inc(max(0.0, float(r.counterfactual - r.cost)))
+            bound.avoided(max(0.0, float(r.counterfactual - r.cost)))
 
     def _attempt_metrics(self, attempts: list[AttemptRecord]) -> None:
         for before, after in zip(attempts, attempts[1:], strict=False):

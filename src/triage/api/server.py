@@ -72,7 +72,13 @@ def server_options(settings: ServerSettings) -> dict[str, Any]:
     # uvicorn's own deadline is a backstop: streams are ended at drain_timeout (engine/drain.py)
     # with an error event, and this leaves them time to be written and recorded.
     backstop = math.ceil(settings.drain_timeout + DRAIN_MARGIN)
-    return {"http": cast("type[asyncio.Protocol]", protocol), "timeout_graceful_shutdown": backstop}
+    return {
+        "http": cast("type[asyncio.Protocol]", protocol),
+        "timeout_graceful_shutdown": backstop,
+        # uvicorn's X-Forwarded-For rewrite of scope["client"] is one more ASGI layer on every
+        # request (~2% of a plain request's CPU) for a value nothing in Triage reads.
+        "proxy_headers": False,
+    }
 
 
 DRAIN_MARGIN = 5.0  # seconds past server.drain_timeout before uvicorn cancels what is left

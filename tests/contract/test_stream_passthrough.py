@@ -268,6 +268,23 @@ def _one_by_one(normalizer: StreamNormalizer, raw: list[bytes]) -> tuple[list[An
     return sent, chars
 
 
+SPOILS = {
+    "finish": (b'"finish_reason":null', b'"finish_reason":"stop"'),
+    # The same bytes around its text, but another choice's.
+    "choice": (b'"index":0', b'"index":1'),
+    # UTF-8's first byte of two ends one text, its second starts the next: valid only when
+    # read as one.
+    "lead": (b'"},"logprobs"', b'\xc3"},"logprobs"'),
+    "trail": (b'"content":"', b'"content":"\xa9'),
+}
+
+
+def _spoil(raw: bytes, what: str) -> bytes:
+    if what == "cut":
+        return raw[:-1]  # not JSON any more: the relay stops at it
+    return raw.replace(*SPOILS[what], 1)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     base=common_chunks,
@@ -278,9 +295,7 @@ def _one_by_one(normalizer: StreamNormalizer, raw: list[bytes]) -> tuple[list[An
         min_size=1,
         max_size=70,
     ),
-    odd=st.lists(
-        st.tuples(st.integers(0, 69), st.sampled_from(["finish", "cut", "lead", "trail"]))
-    ),
+    odd=st.lists(st.tuples(st.integers(0, 69), st.sampled_from(["cut", *SPOILS]))),
     ascii_only=st.booleans(),
     keep_usage=st.booleans(),
 )
@@ -305,16 +320,8 @@ def test_a_read_of_many_chunks_relays_as_each_chunk_alone_would(
             ).encode()
         )
     for at, what in odd:
-        if at >= len(raw):
-            continue
-        if what == "finish":
-            raw[at] = raw[at].replace(b'"finish_reason":null', b'"finish_reason":"stop"')
-        elif what == "cut":
-            raw[at] = raw[at][:-1]  # not JSON any more: the relay stops at it
-        elif what == "lead":  # UTF-8's first byte of two ends this text, the next ...
-            raw[at] = raw[at].replace(b'"},"logprobs"', b'\xc3"},"logprobs"', 1)
-        elif what == "trail":  # ... starts with its second: valid only if read as one
-            raw[at] = raw[at].replace(b'"content":"', b'"content":"\xa9', 1)
+        if at < len(raw):
+            raw[at] = _spoil(raw[at], what)
     good = []
     for data in raw:
         try:
@@ -329,3 +336,24 @@ def test_a_read_of_many_chunks_relays_as_each_chunk_alone_would(
     )
     assert (list(out), tally.produced) == expected
     assert (failure is None) == (len(good) == len(raw))
+
+
+def test_a_read_of_two_choices_keeps_each_chunk_its_own_index() -> None:
+    """With `n: 2` the text deltas of two choices interleave: the same bytes around each text
+    but for the index. A run by the first one's shape must not take the other's chunks."""
+    head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",'
+    raw = [
+        (
+            head + f'"choices":[{{"index":{i % 2},"delta":{{"content":"w{i}"}},'
+            '"logprobs":null,"finish_reason":null}],"usage":null}'
+        ).encode()
+        for i in range(8)
+    ]
+    for keep_usage in (False, True):
+        expected = _one_by_one(StreamNormalizer(DEPLOYMENT, keep_usage=keep_usage), raw)
+        tally = Tally()
+        normalizer = StreamNormalizer(DEPLOYMENT, keep_usage=keep_usage)
+        out, failure = convert(normalizer, _batch_of(raw), tally)
+        assert failure is None
+        assert (list(out), tally.produced) == expected
+        assert [json.loads(item)["choices"][0]["index"] for item in out] == [0, 1] * 4

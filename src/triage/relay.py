@@ -1,14 +1,17 @@
 """A stream's batches on their way to the client: what goes out for each upstream chunk, and
-what the stream has carried (usage, characters of text) for accounting once it ends."""
+what the stream has carried (usage, characters of text) for accounting once it ends; `relay`
+is the whole stream, from the engine's first batch to the accounted end."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from triage.accounting import usage_from
+from triage.accounting import Record, usage_from
 from triage.engine.base import Batch, Relayed
-from triage.errors import TriageError
+from triage.engine.runner import StreamStart
+from triage.errors import TriageError, error_kind, http_status
 from triage.metering import Usage
 from triage.normalize import StreamNormalizer
 
@@ -81,3 +84,57 @@ def counted_usage(prompt_tokens: int, produced_chars: int) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
     }
+
+
+async def relay(
+    start: StreamStart,
+    record: Record,
+    wants_usage: bool,
+    prompt_tokens: int,
+    finish: Callable[[int], Awaitable[None]],
+) -> AsyncIterator[Relayed]:
+    """The stream's writes. The first item is an empty `Relayed` (the caller takes it: from
+    then on the cleanup below is armed, even if nothing more is read). `finish(status)` accounts
+    the request (its ledger row committed) before the last write, which ends the stream; a
+    stream that ends otherwise (an error, the client gone) is accounted as it unwinds, and the
+    upstream is released at once however it ended."""
+    first, outcome = start.first, start.outcome
+    status, finished, tally = 499, False, Tally()
+    normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
+    iterator = aiter(start.rest)
+    try:
+        yield Relayed()
+        batch: Batch | None = first
+        out = Relayed()
+        while batch is not None:
+            out, failure = convert(normalizer, batch, tally)
+            if failure is not None:
+                if out:
+                    yield out  # what came before the bad chunk still goes out
+                raise failure
+            if batch.last:
+                break  # the upstream ended in this read: `out` is the last write
+            if out:
+                yield out
+            out = Relayed()
+            batch = await anext(iterator, None)
+        if wants_usage and not normalizer.usage_sent and first.native is None:
+            # The backend ignored stream_options.include_usage: Triage counts instead.
+            counted = counted_usage(prompt_tokens, tally.produced)
+            out.append(normalizer.usage_chunk(tally.usage or counted))
+        status = 200
+        record.usage = stream_usage(tally.usage, prompt_tokens, tally.produced)
+        finished = True
+        await finish(status)
+        out.last = True
+        yield out
+    except TriageError as err:
+        status, record.error = http_status(err), error_kind(err)
+        raise
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()  # releases the upstream at once, however the relay ended
+        if not finished:
+            record.usage = stream_usage(tally.usage, prompt_tokens, tally.produced)
+            await finish(status)

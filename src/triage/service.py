@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from triage import telemetry
@@ -22,12 +23,12 @@ from triage.classify import TASKS, Classification, Classifier
 from triage.config.auth import KeySpec
 from triage.config.routes import CacheSettings
 from triage.config.schema import Config
-from triage.engine.base import Batch, Call, CallKind, Native, Outcome, Relayed
+from triage.engine.base import Call, CallKind, Native, Relayed
 from triage.engine.runner import CANCELLED, Engine
 from triage.errors import BadRequest, TriageError, error_kind, http_status
 from triage.metering import Usage, format_usd
 from triage.metrics import Metrics
-from triage.normalize import StreamNormalizer, normalize_reply
+from triage.normalize import normalize_reply
 from triage.policy import Planner, RoutePlan, is_alias, reaches, restrict, tier_of
 from triage.protocol import (
     CHAT_FIELDS,
@@ -41,7 +42,7 @@ from triage.protocol import (
     declared,
     forwarded,
 )
-from triage.relay import Tally, convert, counted_usage, stream_usage
+from triage.relay import relay
 from triage.state.limits import Reservation
 
 FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
@@ -301,62 +302,11 @@ class Service:
         record.outcome = start.outcome
         record.ttft = self.clock() - record.started
         wants_usage = not isinstance(request, EmbeddingRequest) and request.wants_usage
-        chunks = self._relay(
-            start.first, start.rest, start.outcome, record, wants_usage, call.prompt_chars // 4
-        )
+        finish = partial(self._finish, record)
+        chunks = relay(start, record, wants_usage, call.prompt_chars // 4, finish)
         await anext(chunks)  # started: closing it now runs its cleanup, even if never read
         native = start.first.native is not None
         return StreamAnswer(chunks, self._headers(plan, record), native)
-
-    async def _relay(
-        self,
-        first: Batch,
-        rest: AsyncIterator[Batch],
-        outcome: Outcome,
-        record: Record,
-        wants_usage: bool,
-        prompt_tokens: int,
-    ) -> AsyncIterator[Relayed]:
-        status, finished, tally = 499, False, Tally()
-        normalizer = StreamNormalizer(outcome.deployment, keep_usage=wants_usage)
-        iterator = aiter(rest)
-        try:
-            yield Relayed()  # taken by _stream: the cleanup below is armed from here on
-            batch: Batch | None = first
-            out = Relayed()
-            while batch is not None:
-                out, failure = convert(normalizer, batch, tally)
-                if failure is not None:
-                    if out:
-                        yield out  # what came before the bad chunk still goes out
-                    raise failure
-                if batch.last:
-                    break  # the upstream ended in this read: `out` is the last write
-                if out:
-                    yield out
-                out = Relayed()
-                batch = await anext(iterator, None)
-            if wants_usage and not normalizer.usage_sent and first.native is None:
-                # The backend ignored stream_options.include_usage: Triage counts instead.
-                counted = counted_usage(prompt_tokens, tally.produced)
-                out.append(normalizer.usage_chunk(tally.usage or counted))
-            status = 200
-            # Accounted (the ledger row committed) before the last write, which ends the stream.
-            record.usage = stream_usage(tally.usage, prompt_tokens, tally.produced)
-            finished = True
-            await self._finish(record, status)
-            out.last = True
-            yield out
-        except TriageError as err:
-            status, record.error = http_status(err), error_kind(err)
-            raise
-        finally:
-            closer = getattr(iterator, "aclose", None)
-            if closer is not None:
-                await closer()  # releases the upstream at once, however the relay ended
-            if not finished:
-                record.usage = stream_usage(tally.usage, prompt_tokens, tally.produced)
-                await self._finish(record, status)
 
     async def _finish(self, record: Record, status: int) -> None:
         """Account for the request; returns once its ledger row is committed, so that nothing

@@ -9,6 +9,8 @@ BENCH_TARGETS=1  only the cells issue 16's targets read (1 and 16 clients, 0 ms,
                  streamed, the paced stream) and the workers/replicas row, without the litellm
                  lane (d): about a third of the time, for a short turn on the device machine
 BENCH_WORKERS_ONLY=1  only start-up, memory and the workers/replicas row (no grid cells)
+BENCH_ROUNDS=N, BENCH_SECONDS=S  interleaved rounds per cell and measured seconds per round
+                 (default 3 and 1.0): more of both narrow the run-to-run spread
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ class BenchSettings:
             pin_study=_flag(env, "BENCH_PIN_STUDY"),
             targets_only=_flag(env, "BENCH_TARGETS"),
             workers_only=_flag(env, "BENCH_WORKERS_ONLY"),
-            rounds=1 if quick else 3,
-            seconds=0.5 if quick else 1.0,
+            rounds=int(env.get("BENCH_ROUNDS") or (1 if quick else 3)),
+            seconds=float(env.get("BENCH_SECONDS") or (0.5 if quick else 1.0)),
             warmup=0.15 if quick else 0.3,
             startups=1 if quick else 3,
         )

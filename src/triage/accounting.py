@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from triage.config.schema import Config, Deployment
 from triage.engine.base import AttemptRecord, Outcome, fallbacks_of
@@ -75,19 +75,21 @@ class Record:
 
 
 def usage_from(body: Mapping[str, Any] | None, *, estimate: Callable[[], tuple[int, int]]) -> Usage:
-    """The upstream's own usage when it gave one, else an estimate marked as such."""
+    """The upstream's own usage when it gave one that makes sense, else an estimate marked as
+    such. A count that is not a non-negative integer (negative, a boolean, a string) is not
+    believed: an upstream's nonsense must not fail a request it answered, nor lower a counter."""
     raw = (body or {}).get("usage")
     compute = backend_compute_seconds(body) if body else None
-    if isinstance(raw, Mapping) and isinstance(raw.get("prompt_tokens"), int):
-        completion = raw.get("completion_tokens")
-        return Usage(
-            raw["prompt_tokens"],
-            completion if isinstance(completion, int) else 0,
-            "upstream",
-            compute,
-        )
+    if isinstance(raw, Mapping):
+        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+        if _count(prompt) and (completion is None or _count(completion)):
+            return Usage(prompt, completion or 0, "upstream", compute)
     prompt, completion = estimate()
     return Usage(prompt, completion, "estimated", compute)
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return type(value) is int and value >= 0
 
 
 class _Bound:

@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 from triage.config.schema import Config, Deployment
 from triage.engine.base import AttemptRecord, Outcome, fallbacks_of
 from triage.errors import CLIENT_DISCONNECTED
+from triage.identity import ByIdentity
 from triage.ledger import GroupCommit, LedgerRow, LedgerStore
 from triage.metering import (
     ComputePrice,
@@ -116,7 +117,6 @@ class _Tariff:
 
     def __init__(self, deployment: Deployment) -> None:
         params, info = deployment.litellm_params, deployment.model_info
-        self.deployment = deployment
         self.id = deployment.id  # a property of the config model: read once
         self.model = params.model
         self.override: Price | None = None
@@ -159,9 +159,8 @@ class Accountant:
         # costs more than the increment itself. The key space is bounded by the config.
         self._bound: dict[tuple[str, str, str, str, str, int], _Bound] = {}
         # A deployment's prices, validated once: the worst case of every limited request prices
-        # each deployment its plan may reach. Keyed by the deployment's identity (the entry holds
-        # it), which is cheaper to look up than its id, a property of the config model.
-        self._tariffs: dict[int, _Tariff] = {}
+        # each deployment its plan may reach.
+        self._tariffs: ByIdentity[Deployment, _Tariff] = ByIdentity(_Tariff)
         self._reference = config.triage.savings.reference_model
 
     def price(self, record: Record) -> None:
@@ -179,10 +178,7 @@ class Accountant:
         return self._cost(self._tariff(deployment), usage, seconds)
 
     def _tariff(self, deployment: Deployment) -> _Tariff:
-        tariff = self._tariffs.get(id(deployment))
-        if tariff is None or tariff.deployment is not deployment:
-            tariff = self._tariffs[id(deployment)] = _Tariff(deployment)
-        return tariff
+        return self._tariffs.of(deployment)
 
     def _cost(self, tariff: _Tariff, usage: Usage, seconds: float) -> Decimal:
         if tariff.by_compute:

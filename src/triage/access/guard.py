@@ -19,12 +19,18 @@ from typing import Any
 
 from triage.config.auth import AuthSettings, KeySpec
 from triage.errors import AuthenticationFailed, PermissionDenied, RateLimited, StoreUnavailable
+from triage.identity import ByIdentity
 from triage.state.limits import Ask, LimitStore, MemoryLimits, Refusal, Reservation
 from triage.state.redis_conn import StoreDown
 
 log = logging.getLogger("triage.state")
 _Limits = tuple[str, int | None, int | None, Decimal | None, Decimal | None]
 StoreFailure = Callable[[str, str], None]  # (operation, policy)
+
+
+def _limits_of(key: KeySpec) -> _Limits:
+    budget = key.budget
+    return (key.id, key.rpm, key.tpm, budget.daily_usd, budget.monthly_usd)
 
 
 def digest(secret: str) -> str:
@@ -65,7 +71,7 @@ class Guard:
         # Bearer tokens already matched to a key: a hash costs more than the rest of the check.
         # Only valid tokens enter, so its size is bounded by the configured keys.
         self._known: dict[str, KeySpec] = {}
-        self._limits: dict[int, tuple[KeySpec, _Limits]] = {}  # by the key's identity
+        self._limits: ByIdentity[KeySpec, _Limits] = ByIdentity(_limits_of)  # read once
         self._admin = _admin_digest(settings)
         self._allowed = {
             spec.id: _allowed_groups(spec, reachable) for spec in settings.keys if spec.models
@@ -120,14 +126,7 @@ class Guard:
             raise PermissionDenied(f"key `{key.id}` may not send `{task}` requests")
 
     def ask(self, key: KeySpec, tokens: int, cost: Decimal) -> Ask:
-        known = self._limits.get(id(key))
-        if known is None or known[0] is not key:  # read once: config models read slowly
-            budget = key.budget
-            limits = (key.id, key.rpm, key.tpm, budget.daily_usd, budget.monthly_usd)
-            if len(self._limits) > len(self._by_id):  # specs from elsewhere: keep it bounded
-                self._limits.clear()
-            known = self._limits[id(key)] = (key, limits)
-        key_id, rpm, tpm, daily, monthly = known[1]
+        key_id, rpm, tpm, daily, monthly = self._limits.of(key)
         return Ask(key_id, tokens, cost, rpm, tpm, daily, monthly)
 
     async def reserve(self, ask: Ask) -> Reservation | None:

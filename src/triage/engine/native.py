@@ -13,6 +13,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NoReturn
 
 import aiohttp
@@ -38,6 +39,7 @@ from triage.errors import (
     UpstreamRejected,
     UpstreamTooLarge,
 )
+from triage.identity import ByIdentity
 from triage.wire import dumps, loads
 
 # Where hosted providers listen when a deployment names no api_base (LiteLLM's defaults).
@@ -106,9 +108,8 @@ class NativeLane:
         self._max_line = bounds.max_sse_line_bytes
         self._session = LoopSession()
         self._pool: Http1Pool | None = None  # plain-http upstreams (http1.py)
-        # Each deployment's URL and headers, worked out once. Keyed by identity and holding the
-        # deployment itself, so a reloaded config's deployments get entries of their own.
-        self._targets: dict[tuple[int, CallKind], tuple[Deployment, Target]] = {}
+        # Each deployment's URL and headers, worked out once per call kind.
+        self._targets = {kind: ByIdentity(partial(target, kind=kind)) for kind in PATHS}
 
     def _plain_pool(self) -> Http1Pool:
         pool = self._pool
@@ -165,13 +166,7 @@ class NativeLane:
         trace_headers: dict[str, str],
     ) -> tuple[Answer, Target]:
         """Start the call; return the response once its status is known to be a success."""
-        cached = self._targets.get((id(deployment), call.kind))
-        if cached is None or cached[0] is not deployment:
-            cached = self._targets[id(deployment), call.kind] = (
-                deployment,
-                target(deployment, call.kind),
-            )
-        where = cached[1]
+        where = self._targets[call.kind].of(deployment)
         body = upstream_body(deployment, call)
         body["model"] = where.model
         data = dumps(body)

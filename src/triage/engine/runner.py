@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 from triage.config.schema import Config, Deployment
@@ -24,7 +25,7 @@ from triage.engine.base import AttemptRecord, Batch, Call, Outcome, Reply, Timeo
 from triage.engine.base import UpstreamStream as _Stream
 from triage.engine.deadline import Deadlines
 from triage.engine.drain import Drain
-from triage.engine.facts import FactBook, Facts
+from triage.engine.facts import Facts
 from triage.engine.relaying import Relay
 from triage.engine.selection import choose
 from triage.errors import (
@@ -39,6 +40,7 @@ from triage.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from triage.identity import ByIdentity
 from triage.policy import RoutePlan
 from triage.state import Store
 
@@ -95,7 +97,7 @@ class Engine:
         self.groups: Mapping[str, list[Deployment]] = config.groups
         self._reach: dict[tuple[object, ...], tuple[object, object, tuple[str, ...]]] = {}
         self._deadlines = Deadlines()  # asyncio.timeout's semantics, one loop timer for all
-        self._facts = FactBook(config, context_window)
+        self._facts = ByIdentity(partial(Facts, config=config, context_window=context_window))
         self._strategy = config.router_settings.routing_strategy
 
     async def complete(

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from triage.api.disconnect import on_hangup
 from triage.api.errors import sse_error
+from triage.api.render import raw_headers
 from triage.engine.base import Relayed
 from triage.errors import TriageError
 from triage.wire import dumps
@@ -77,12 +78,7 @@ class EventStream(Response):
         reservation and the ledger row would wait for the garbage collector."""
         self.status_code = 200
         self.background = None
-        # Built in one pass, as render.FastJSONResponse does (Starlette's init_headers costs
-        # several µs a stream), with what it would add: the content type and its charset.
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        if all(name != b"content-type" for name, _ in raw):
-            raw.append(_CONTENT_TYPE)
-        self.raw_headers = raw
+        self.raw_headers = raw_headers(headers, (_CONTENT_TYPE,))  # as init_headers would
         self._body = body
         self._pipeline = pipeline
 

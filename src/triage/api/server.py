@@ -29,9 +29,14 @@ from typing import Any, cast
 
 import httptools
 from uvicorn.config import Config as UvicornConfig
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
+from triage.api.cycle import OneWriteCycle
 from triage.api.disconnect import HANGUP, Hangup, hangup_of
 from triage.api.errors import error_body
 from triage.config.schema import ServerSettings
@@ -198,6 +203,8 @@ class BoundedProtocol(HttpToolsProtocol):
                 )
             )
         super().on_headers_complete()
+        if type(self.cycle) is RequestResponseCycle:
+            OneWriteCycle.adopt(self.cycle)
         self._arm(self.bounds.body_timeout, self._body_late)
 
     def on_message_complete(self) -> None:

@@ -1,0 +1,129 @@
+"""uvicorn's request-response cycle, with an answer of known length written in one piece.
+
+uvicorn (0.54, httptools) writes an answer's head as soon as the app sends
+`http.response.start`, and its body with a second `write` when `http.response.body` comes: two
+sends per answer, and two regular-expression searches per header. For an answer that declares
+its `content-length` (every JSON answer; not a stream), `OneWriteCycle` checks every header name
+and value with one search each over all of them, keeps the head, and writes it together with
+the first body message: one send. Anything else (a stream, a HEAD request, 204/304, a paused or
+closed transport, a message out of order) goes through uvicorn's own `send`, which also raises
+its errors for a head that fails the checks. The bytes on the wire, and the access log line,
+are the same as uvicorn's (tests/integration/test_one_write.py compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+# Joined with a byte each check lets through, the names (or values) are searched at once.
+_NAME_JOIN = b"-"
+_VALUE_JOIN = b" "
+_NO_BODY_STATUS = (204, 304)
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """See the module docstring. Built by uvicorn; `adopt` turns its cycle into this one."""
+
+    _head: bytes | None = None
+
+    @classmethod
+    def adopt(cls, cycle: RequestResponseCycle) -> None:
+        """Make `cycle` (which uvicorn built, with no attributes of its own added) one of these:
+        the ASGI task it runs calls `send` through the class at each message."""
+        cycle.__class__ = cls
+
+    async def send(self, message: Any) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if self.disconnected:
+                return
+            if message["type"] == "http.response.body":
+                self._write_with(head, message)
+                return
+            self.transport.write(head)  # out of order: uvicorn's own send says what is wrong
+        elif not self.response_started and self._plain(message):
+            self._head = self._build(message)
+            if self._head is not None:
+                self._log(message["status"])
+                self.response_started = True
+                self.waiting_for_100_continue = False
+                return
+        await super().send(message)
+
+    def _plain(self, message: Any) -> bool:
+        return (
+            message["type"] == "http.response.start"
+            and not self.flow.write_paused
+            and not self.disconnected
+            and self.scope["method"] != "HEAD"
+            and message["status"] not in _NO_BODY_STATUS
+        )
+
+    def _log(self, status: int) -> None:
+        if self.access_log:  # uvicorn's access line, as its own send writes it
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(self.scope),
+                self.scope["method"],
+                get_path_with_query_string(self.scope),
+                self.scope["http_version"],
+                status,
+            )
+
+    def _build(self, message: Any) -> bytes | None:
+        """The head uvicorn would write for `message`, or None where uvicorn's own path must
+        run: no content-length, a transfer-encoding, a header that fails its checks."""
+        headers = self.default_headers + list(message.get("headers", ()))
+        names = [name.lower() for name, _ in headers]
+        if HEADER_RE.search(_NAME_JOIN.join(names)):
+            return None
+        values = [value for _, value in headers]
+        if HEADER_VALUE_RE.search(_VALUE_JOIN.join(values)):
+            return None
+        if b"content-length" not in names or b"transfer-encoding" in names:
+            return None
+        content = [STATUS_LINE[message["status"]]]
+        closes = False
+        for name, value in zip(names, values, strict=True):
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"connection" and b"close" in _tokens(value):
+                self.keep_alive = False
+                closes = True
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not closes:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        return b"".join(content)
+
+    def _write_with(self, head: bytes, message: Any) -> None:
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if len(body) > self.expected_content_length:
+            self.transport.write(head)
+            raise RuntimeError("Response content longer than Content-Length")
+        self.expected_content_length -= len(body)
+        self.transport.write(head + body)
+        if more_body:
+            return
+        if self.expected_content_length != 0:
+            raise RuntimeError("Response content shorter than Content-Length")
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [token.lower().strip() for token in value.split(b",")]

@@ -27,7 +27,7 @@ from triage.metering import (
     backend_compute_seconds,
     counterfactual_cost,
 )
-from triage.metrics import Metrics, adder, observer
+from triage.metrics import Metrics
 from triage.protocol import ChatCompletionRequest, CompletionRequest, Request, chat_text
 from triage.state.limits import Reservation
 
@@ -93,23 +93,29 @@ def _count(value: object) -> TypeGuard[int]:
     return type(value) is int and value >= 0
 
 
+# Where each counter of a _Bound sits in its cells.
+REQUESTS, TOKENS_IN, TOKENS_OUT, COST, AVOIDED = range(5)
+
+
 class _Bound:
-    """The metric children of one (endpoint, task, tier, group, deployment, status), as their
-    unchecked adders (metrics.adder): every amount here is >= 0 (a cost is checked first)."""
+    """The metric children of one (endpoint, task, tier, group, deployment, status), as plain
+    cells and observers of the registry's tally (metrics.tally: published on collect, no lock
+    per update). Every amount added here is >= 0 (a cost is checked first)."""
 
     def __init__(self, m: Metrics, key: tuple[str, str, str, str, str, int]) -> None:
         endpoint, task, tier, group, deployment, status = key
-        self.requests = adder(
-            m.requests.labels(endpoint, task, tier, group, deployment, str(status))
+        tally = m.tally
+        self.counts = tally.cells(  # in the order of REQUESTS, TOKENS_IN, ... above
+            m.requests.labels(endpoint, task, tier, group, deployment, str(status)),
+            m.tokens.labels("in", group),
+            m.tokens.labels("out", group),
+            m.cost.labels(task, group),
+            m.avoided.labels(task, group),
         )
-        self.upstream = observer(m.upstream.labels(deployment))
-        self.duration = observer(m.duration.labels(endpoint, group))
-        self.ttft = observer(m.ttft.labels(group))
-        self.overhead = observer(m.overhead.labels(endpoint))
-        self.tokens_in = adder(m.tokens.labels("in", group))
-        self.tokens_out = adder(m.tokens.labels("out", group))
-        self.cost = adder(m.cost.labels(task, group))
-        self.avoided = adder(m.avoided.labels(task, group))
+        self.upstream = tally.histogram(m.upstream.labels(deployment))
+        self.duration = tally.histogram(m.duration.labels(endpoint, group))
+        self.ttft = tally.histogram(m.ttft.labels(group))
+        self.overhead = tally.histogram(m.overhead.labels(endpoint))
 
 
 class _Tariff:
@@ -240,9 +246,10 @@ class Accountant:
         if bound is None:
             bound = self._bound[key] = _Bound(self.metrics, key)
         cost = float(r.cost)
-        if cost < 0:  # what Counter.inc says; the adders below do not check
+        if cost < 0:  # what Counter.inc says; the cells below do not check
             raise ValueError("Counters can only be incremented by non-negative amounts.")
-        bound.requests(1.0)
+        counts = bound.counts
+        counts[REQUESTS] += 1.0
         if r.status >= 400:
             self.metrics.errors.labels(r.endpoint, group, deployment, r.error_kind).inc()
         total = r.finished - r.started
@@ -257,11 +264,11 @@ class Accountant:
         if len(attempts) > 1:  # failed requests retried and fell back too
             self._attempt_metrics(attempts)
         if r.usage is not None:
-            bound.tokens_in(r.usage.prompt_tokens)
-            bound.tokens_out(r.usage.completion_tokens)
-        bound.cost(cost)
+            counts[TOKENS_IN] += r.usage.prompt_tokens
+            counts[TOKENS_OUT] += r.usage.completion_tokens
+        counts[COST] += cost
         if r.counterfactual:
-            bound.avoided(max(0.0, float(r.counterfactual - r.cost)))
+            counts[AVOIDED] += max(0.0, float(r.counterfactual - r.cost))
 
     def _attempt_metrics(self, attempts: list[AttemptRecord]) -> None:
         for before, after in zip(attempts, attempts[1:], strict=False):

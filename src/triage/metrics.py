@@ -4,6 +4,10 @@ Label values come only from config names (groups, deployment ids, route names) a
 (tasks, tiers, statuses, failure kinds), never from client strings, so cardinality is bounded
 by the config. With several workers, prometheus-client's multiprocess mode aggregates them
 (PROMETHEUS_MULTIPROC_DIR is set by `triage serve --workers N`).
+
+The request path counts into `Metrics.tally` (plain floats, telemetry/tally.py) rather than
+into the children themselves; collecting the registry publishes them first, and with several
+workers each publishes every half second and at shutdown (see tally.py for what a scrape sees).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from triage.telemetry.tally import Tally
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 
@@ -20,6 +26,8 @@ FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.tally = Tally()
+        registry.register(self.tally)  # first: a collect publishes before it reads the values
         r = registry
         self.requests = Counter(
             "triage_requests",
@@ -140,6 +148,9 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        # Hot twins of the unlabelled metrics every request moves (published on collect).
+        self.classify_time = self.tally.histogram(self.classification_seconds)
+        self.requests_in_flight = self.tally.gauge(self.in_flight)
 
 
 Add = Callable[[float], None]

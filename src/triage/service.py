@@ -140,11 +140,12 @@ class Service:
             result = self.classifier.classify_text(request.prompt)
         else:
             result = self.classifier.classify_text("")
-        self.metrics.classification_seconds.observe(time.perf_counter() - started)
+        self.metrics.classify_time(time.perf_counter() - started)
         key = (result.task, result.reason.split(":")[0])
         counter = self._classified.get(key)
         if counter is None:  # labels() costs more than inc(); tasks x rule kinds is small
-            counter = self._classified[key] = self.metrics.classifications.labels(*key)
+            child = self.metrics.classifications.labels(*key)
+            counter = self._classified[key] = self.metrics.tally.counter(child)
         counter.inc()
         return result
 
@@ -242,7 +243,7 @@ class Service:
             key_id=key.id if key else None,
             reservation=reservation,
         )
-        self.metrics.in_flight.inc()
+        self.metrics.requests_in_flight.inc()
         telemetry.begin(self.tracing, kind, request.model, record, meta.trace)
         # A native answer is not in the chat form the cache keeps and replays.
         lookup = OFF if native else await self.cache.lookup(kind, plan, key, body, stream)
@@ -313,7 +314,7 @@ class Service:
         is acknowledged that a crash could lose."""
         record.status = status
         record.finished = self.clock()
-        self.metrics.in_flight.dec()
+        self.metrics.requests_in_flight.dec()
         committed = self.accountant.record(record)
         telemetry.end(record)
         tokens = record.usage.total_tokens if record.usage else 0

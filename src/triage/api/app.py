@@ -47,6 +47,7 @@ from triage.metering import PriceBook
 from triage.metrics import Metrics
 from triage.runtime import Shared, build_runtime, default_store
 from triage.state import Store
+from triage.telemetry.tally import Publisher
 
 if TYPE_CHECKING:
     import httpx
@@ -134,6 +135,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         app_state.watch_sighup()
         drain.watch_sigterm()
+        publisher = Publisher(metrics.tally, multiproc_dir).start()  # with workers: every 0.5 s
         yield
         commits = app_state.runtime.service.accountant.commits
         if commits is not None:
@@ -143,6 +145,7 @@ def create_app(
         if ledger is not None:
             ledger.close()
         app_state.extras[responses.STORE].close()
+        await publisher.stop()  # the last counts, into the metric files
 
     # FastAPI's own OpenTelemetry bridge off: traces are ours (telemetry/), on a provider of
     # our own, and its per-request "is OTel configured?" check costs ~10 µs a request.

@@ -81,27 +81,30 @@ class OneWriteCycle(RequestResponseCycle):
 
     def _build(self, message: Any) -> bytes | None:
         """The head uvicorn would write for `message`, or None where uvicorn's own path must
-        run: no content-length, a transfer-encoding, a header that fails its checks."""
-        headers = self.default_headers + list(message.get("headers", ()))
-        names = [name.lower() for name, _ in headers]
-        if HEADER_RE.search(_NAME_JOIN.join(names)):
-            return None
-        values = [value for _, value in headers]
-        if HEADER_VALUE_RE.search(_VALUE_JOIN.join(values)):
-            return None
-        if b"content-length" not in names or b"transfer-encoding" in names:
-            return None
+        run: no content-length, a transfer-encoding, a header that fails its checks. The
+        cycle's state changes only when it returns a head."""
         content = [STATUS_LINE[message["status"]]]
+        length = None
         closes = False
-        for name, value in zip(names, values, strict=True):
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
+        for raw, value in (*self.default_headers, *message.get("headers", ())):
+            name = raw.lower()
+            if name == b"content-length":
+                length = value if length is None else length
+            elif name == b"transfer-encoding":
+                return None
             elif name == b"connection" and b"close" in _tokens(value):
-                self.keep_alive = False
                 closes = True
             content += (name, b": ", value, b"\r\n")
-        if not self.keep_alive and not closes:
+        # content is [status line, name, ": ", value, "\r\n", name, ...]
+        if length is None or HEADER_RE.search(_NAME_JOIN.join(content[1::4])):
+            return None
+        if HEADER_VALUE_RE.search(_VALUE_JOIN.join(content[3::4])):
+            return None
+        self.expected_content_length = int(length.decode())
+        self.chunked_encoding = False
+        if closes:
+            self.keep_alive = False
+        elif not self.keep_alive:
             content.append(b"connection: close\r\n")
         content.append(b"\r\n")
         return b"".join(content)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from triage.ledger.commit import GroupCommit
-from triage.ledger.rows import SCHEMA_VERSION, LedgerRow, LedgerUnavailable
+from triage.ledger.rows import SCHEMA_VERSION, LedgerBusy, LedgerRow, LedgerUnavailable
 from triage.ledger.sqlite import Ledger
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "GroupCommit",
     "Ledger",
+    "LedgerBusy",
     "LedgerRow",
     "LedgerStore",
     "LedgerUnavailable",
@@ -49,7 +50,9 @@ class LedgerStore(Protocol):
 
 def open_ledger(settings: LedgerSettings, *, shared: bool = False) -> LedgerStore:
     """The ledger `settings` name (the caller checks `settings.enabled`); `shared`: other
-    processes of this machine write the same SQLite file (`serve --workers N`)."""
+    processes of this machine write the same SQLite file (`serve --workers N`). A SQLite ledger
+    commits on the event loop either way: a file another worker holds locked is retried on
+    later loop turns (`triage.ledger.commit`)."""
     if settings.backend == "postgres":
         from triage.ledger.postgres import PostgresLedger  # psycopg only where it is used
 
@@ -60,4 +63,5 @@ def open_ledger(settings: LedgerSettings, *, shared: bool = False) -> LedgerStor
             password=password,
             connect_timeout=settings.connect_timeout,
         )
-    return Ledger(settings.path, shared=shared)
+    del shared  # the same ledger serves one process or several
+    return Ledger(settings.path)

@@ -78,6 +78,11 @@ class LedgerUnavailable(RuntimeError):
     """A networked ledger could not be reached or used (the message names no secret)."""
 
 
+class LedgerBusy(RuntimeError):
+    """The ledger file is locked by another process's transaction right now: nothing of the
+    batch was written, and the same rows may be tried again later."""
+
+
 def values_of(row: LedgerRow) -> list[Any]:
     # Read field by field: dataclasses.astuple deep-copies every value (~20 µs a row).
     return [getattr(row, name) for name in FIELDS]

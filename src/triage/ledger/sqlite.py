@@ -12,6 +12,15 @@ serving connection, whose commits run on the event loop: SQLite's automatic chec
 one commit in ~150 for 5-15 ms. A thread of the ledger's own, on a connection of its own, runs
 a PASSIVE checkpoint (it never blocks a writer) every CHECKPOINT_EVERY commits instead.
 
+Commits run on the event loop (group commit: `triage.ledger.commit`) and never wait there: the
+serving connection's busy timeout is 0, so a file another process holds locked (the workers of
+`serve --workers N` share one file) raises `LedgerBusy` at once, nothing written, and the group
+commit tries the same rows again on a later loop turn.
+
+A batch of up to INSERT_ROWS rows is one multi-row INSERT in autocommit mode: one statement, one
+transaction (a larger batch is several inside BEGIN/COMMIT). That steps SQLite once per batch
+instead of three times plus once per row.
+
 Money is stored as TEXT (plain decimal notation) so it round-trips exactly as ``Decimal``.
 """
 
@@ -20,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from triage.ledger.rows import ADDED, COLUMNS, FIELDS, SCHEMA_VERSION, LedgerRow
+from triage.ledger.rows import ADDED, COLUMNS, FIELDS, SCHEMA_VERSION, LedgerBusy, LedgerRow
 
 if TYPE_CHECKING:
     from triage.report import Dimension, Report
@@ -37,15 +47,32 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)",
     "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts)",
 )
-_INSERT = f"INSERT INTO usage ({_NAMES}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_ROWS = 32  # rows per INSERT statement: 19 values each, under SQLite's 999-variable floor
+_VALUES = f"({', '.join('?' * len(COLUMNS))})"
+# _INSERTS[n] inserts n rows (n = 1..INSERT_ROWS); the connection's statement cache keeps them.
+_INSERTS = ("",) + tuple(
+    f"INSERT INTO usage ({_NAMES}) VALUES " + ", ".join([_VALUES] * n)
+    for n in range(1, INSERT_ROWS + 1)
+)
 _SELECT = f"SELECT {_NAMES} FROM usage WHERE ts >= ? ORDER BY ts, id"
 # IS (not =) so that spend(None, ...) sums the requests made without a key.
 _SPEND = "SELECT cost_usd FROM usage WHERE key_id IS ? AND ts >= ?"
 
 
+_NAN = float("nan")  # binds as NULL (SQLite stores a NaN as NULL), without the adapter lookup
+
+
+def _money(amount: Decimal) -> str:
+    """Plain decimal notation, never an exponent (readable in the sqlite3 shell): `str` when it
+    gives that (a third of `format`'s cost), `format(..., "f")` otherwise."""
+    text = str(amount)
+    return format(amount, "f") if "E" in text or "e" in text else text
+
+
 def _to_db(row: LedgerRow) -> tuple[Any, ...]:
-    """The row's values in FIELDS order (a test pins it), money in plain decimal notation (no
-    exponent: readable in the sqlite3 shell); one tuple, ~1 µs against ~5 µs for a loop."""
+    """The row's values in FIELDS order (a test pins it); one tuple, ~1 µs against ~5 µs for a
+    loop. A missing ttft binds as NaN, which SQLite stores as NULL: binding None costs ~3k
+    instructions in the sqlite3 module's adapter lookup (two failed attribute lookups)."""
     r = row
     return (
         r.ts,
@@ -59,10 +86,10 @@ def _to_db(row: LedgerRow) -> tuple[Any, ...]:
         r.prompt_tokens,
         r.completion_tokens,
         r.usage_source,
-        format(r.cost_usd, "f"),
-        format(r.counterfactual_usd, "f"),
+        _money(r.cost_usd),
+        _money(r.counterfactual_usd),
         r.latency_s,
-        r.ttft_s,
+        _NAN if r.ttft_s is None else r.ttft_s,
         int(r.stream),
         r.attempts,
         r.fallbacks,
@@ -136,9 +163,14 @@ class _Checkpointer:
 class Ledger:
     """The usage ledger on one SQLite connection, shared by threads under a lock.
 
-    ``append`` commits before it returns (autocommit, one INSERT per row), so a row is durable as
-    described in the module docstring by the time the request is acknowledged.
+    ``append`` commits before it returns (autocommit), so a row is durable as described in the
+    module docstring by the time the request is acknowledged. ``append_many`` (group commit's,
+    on the event loop) never waits for a file another process holds locked: it raises
+    `LedgerBusy`; ``append`` (callers off the loop) waits up to ``timeout``.
     """
+
+    # Commits take microseconds and never wait for a lock: group commit runs them on the loop.
+    inline_commits = True
 
     def __init__(
         self,
@@ -146,18 +178,14 @@ class Ledger:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         timeout: float = 5.0,
-        shared: bool = False,
     ) -> None:
-        # A commit to a file only this process writes takes microseconds: group commit runs it
-        # on the event loop. `shared` (the worker processes of `serve --workers N` write one
-        # file): a commit may wait for another process's lock, in SQLite's busy handler, which
-        # sleeps; it runs in a thread then, and rows that finish meanwhile join the next batch.
-        self.inline_commits = not shared
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         # isolation_level=None: autocommit, so each INSERT is its own committed transaction.
-        # timeout: how long to wait on another process's lock (the CLI reading while we write).
+        # timeout: how long opening (creating or migrating the schema) and `append` wait for
+        # another process's lock; `append_many` never waits (see the module docstring).
         self.path = path
+        self.timeout = timeout
         self._conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=timeout
         )
@@ -167,6 +195,7 @@ class Ledger:
         except BaseException:
             self._conn.close()
             raise
+        self._cursor = self._conn.cursor()  # one for every commit: no cursor built per batch
 
     def _setup(self, synchronous: str) -> None:
         conn = self._conn
@@ -182,6 +211,7 @@ class Ledger:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        conn.execute("PRAGMA busy_timeout = 0")  # from now on a locked file raises at once
         self._checkpointer: _Checkpointer | None = None
         self._commits = 0
         if str(conn.execute("PRAGMA journal_mode").fetchone()[0]) == "wal":
@@ -195,27 +225,52 @@ class Ledger:
             return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
 
     def append(self, row: LedgerRow) -> None:
-        """Record one request; committed when this returns."""
-        values = _to_db(row)
-        with self._lock:
-            self._conn.execute(_INSERT, values)
-            self._committed()
+        """Record one request; committed when this returns. For callers off the event loop:
+        a file another process holds locked is waited for (sleeping, up to `timeout`)."""
+        deadline, delay = time.monotonic() + self.timeout, 0.0005
+        while True:
+            try:
+                return self.append_many([row])
+            except LedgerBusy:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def append_many(self, rows: list[LedgerRow]) -> None:
-        """Record several requests in one transaction: all committed when this returns, or none."""
-        if len(rows) == 1:  # autocommit: one statement instead of three
-            self.append(rows[0])
+        """Record several requests in one transaction: all committed when this returns, or none
+        (`LedgerBusy`: another process holds the file locked; the same rows may be retried)."""
+        if not rows:
             return
-        values = [_to_db(row) for row in rows]
+        values: list[Any] = []
+        for row in rows:
+            values.extend(_to_db(row))
         with self._lock:
-            self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(_INSERT, values)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                if len(rows) <= INSERT_ROWS:  # one statement: its own transaction
+                    self._cursor.execute(_INSERTS[len(rows)], values)
+                else:
+                    self._insert_chunks(values)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                    raise LedgerBusy(str(exc)) from exc
                 raise
-            self._conn.execute("COMMIT")
             self._committed()
+
+    def _insert_chunks(self, values: list[Any]) -> None:
+        """INSERT_ROWS rows per statement, all inside one transaction (under the lock)."""
+        width, cursor = len(COLUMNS), self._cursor
+        step = width * INSERT_ROWS
+        cursor.execute("BEGIN")
+        try:
+            for start in range(0, len(values), step):
+                chunk = values[start : start + step]
+                cursor.execute(_INSERTS[len(chunk) // width], chunk)
+            cursor.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                cursor.execute("ROLLBACK")
+            raise
 
     def _committed(self) -> None:
         self._commits += 1

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from zlib import crc32
 
 from triage.classify.memo import MEMO_CAP, IdMemo, Memos
-from triage.classify.prompt import Prompt
+from triage.classify.prompt import Prompt, filled
 
 # Bump when anything here changes what ids a prompt produces: saved weights record it.
 FEATURE_VERSION = "f9"
@@ -156,7 +156,8 @@ def signals(prompt: Prompt) -> Signals:
     # its digits once.
     same = sample is prompt.instruction
     raw = instruction if same else sample.encode()
-    return Signals(
+    return filled(
+        Signals,
         length,
         prompt.passage_chars,
         digits,
@@ -347,4 +348,4 @@ def analyse(prompt: Prompt, memos: Memos | None = None) -> Analysis:
     context: set[int] = set()
     if prompt.context:
         context = set(map(memos.word.__getitem__, words_of(prompt.context)))
-    return Analysis(prompt, sig, words, body_words, code_words, math_words, ids, context)
+    return filled(Analysis, prompt, sig, words, body_words, code_words, math_words, ids, context)

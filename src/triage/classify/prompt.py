@@ -9,7 +9,7 @@ it, the earlier user turn a follow-up inherits its task from, how much attached 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 # Longer turns are cut to a head and a tail: signals on a 100 KB paste are no better than on
 # the first and last few KB, and cost grows linearly.
@@ -21,6 +21,16 @@ TOOL_SAMPLE = 400
 # An instruction line longer than this is more likely the passage itself.
 INSTRUCTION_MAX = 260
 TAIL_MAX = 220
+
+_T = TypeVar("_T", bound=tuple[Any, ...])
+
+
+def filled(kind: type[_T], *fields: Any) -> _T:
+    """`kind(*fields)` for a NamedTuple given every one of its fields, without the Python-level
+    `__new__` a NamedTuple class generates (half the cost of building one; these are built
+    once or twice per classification)."""
+    built: _T = tuple.__new__(kind, fields)
+    return built
 
 
 class Prompt(NamedTuple):
@@ -184,7 +194,8 @@ def from_text(
     """Build the Prompt for a single user message."""
     text = _cap(text)
     instruction, body = split_instruction(text)
-    return Prompt(
+    return filled(
+        Prompt,
         text,
         instruction,
         body,

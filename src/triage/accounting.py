@@ -257,9 +257,12 @@ class Accountant:
         if r.ttft is not None:
             bound.ttft(r.ttft)
         if r.outcome is not None:
-            upstream = sum(a.seconds for a in r.outcome.attempts)
+            upstream = 0.0  # a loop: cheaper than sum() over a generator, the same sum
+            for attempt in r.outcome.attempts:
+                upstream += attempt.seconds
             bound.upstream(r.outcome.upstream_seconds)
-            bound.overhead(max(0.0, total - upstream))
+            overhead = total - upstream
+            bound.overhead(overhead if overhead > 0.0 else 0.0)  # max(0.0, ...), NaN included
         attempts = r.outcome.attempts if r.outcome else r.attempts
         if len(attempts) > 1:  # failed requests retried and fell back too
             self._attempt_metrics(attempts)
@@ -268,7 +271,8 @@ class Accountant:
             counts[TOKENS_OUT] += r.usage.completion_tokens
         counts[COST] += cost
         if r.counterfactual:
-            counts[AVOIDED] += max(0.0, float(r.counterfactual - r.cost))
+            avoided = float(r.counterfactual - r.cost)
+            counts[AVOIDED] += avoided if avoided > 0.0 else 0.0
 
     def _attempt_metrics(self, attempts: list[AttemptRecord]) -> None:
         for before, after in zip(attempts, attempts[1:], strict=False):

@@ -266,7 +266,8 @@ def _finite(literal: str) -> float:
 
 # Built once: json.loads(text, **hooks) builds a decoder and its scanner on every call (2 µs).
 _DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
-_SCAN = _DECODER.scan_once
+# The decoder's own C scanner (its `scan_once`, which typeshed does not declare).
+_SCAN: Callable[[str, int], tuple[Any, int]] = vars(_DECODER)["scan_once"]
 # What JSON counts as whitespace around a value (json's own `WHITESPACE` pattern).
 _JSON_SPACE = " \t\n\r"
 _NOT_A_VALUE_START = frozenset({"", " ", "\t", "\n", "\r"})

@@ -12,9 +12,6 @@ workers each publishes every half second and at shutdown (see tally.py for what 
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from triage.telemetry.tally import Tally
@@ -151,33 +148,3 @@ class Metrics:
         # Hot twins of the unlabelled metrics every request moves (published on collect).
         self.classify_time = self.tally.histogram(self.classification_seconds)
         self.requests_in_flight = self.tally.gauge(self.in_flight)
-
-
-Add = Callable[[float], None]
-
-
-def adder(child: Counter | Gauge) -> Add:
-    """`child.inc` for a bound child (`.labels(...)`) without its checks on every call (that
-    the child is bound, that the amount is not negative): its value's own `inc`, about half the
-    instructions. The caller guarantees the amount is not negative. prometheus-client is
-    pinned; a child without the expected value object keeps its public `inc`."""
-    inc = getattr(getattr(child, "_value", None), "inc", None)
-    return inc if callable(inc) else child.inc
-
-
-def observer(child: Histogram) -> Add:
-    """`child.observe` for a bound child, its bucket found by bisection rather than a loop:
-    the same sum and buckets (a NaN, above every bound, counts in no bucket, as there)."""
-    total = getattr(child, "_sum", None)
-    buckets = getattr(child, "_buckets", None)
-    bounds = getattr(child, "_upper_bounds", None)
-    if total is None or buckets is None or bounds is None or len(buckets) != len(bounds):
-        return child.observe
-    add_sum, incs, uppers, top = total.inc, [b.inc for b in buckets], list(bounds), bounds[-1]
-
-    def observe(amount: float) -> None:
-        add_sum(amount)
-        if amount <= top:
-            incs[bisect_left(uppers, amount)](1.0)
-
-    return observe

@@ -1,7 +1,7 @@
 """An upstream whose `usage` is nonsense (negative counts, booleans, strings) is not believed:
 the request is answered and metered on Triage's own estimate, its cost is never negative, and no
 token or cost counter goes down. Before, a negative count reached `Counter.inc` (a 500 after the
-upstream had answered) or, through the unchecked adders, would have lowered the counters."""
+upstream had answered) or would have lowered the counters."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def test_a_batch_of_any_size_lands_whole_and_in_order(tmp_path: Path, size: int)
 def test_one_bad_row_anywhere_keeps_the_whole_batch_out(tmp_path: Path, bad: int) -> None:
     path = tmp_path / "usage.db"
     rows = [make_row(request_id=f"r{i}") for i in range(2 * INSERT_ROWS + 4)]
-    rows[bad] = make_row(request_id="bad", task=None)  # type: ignore[arg-type]
+    rows[bad] = make_row(request_id="bad", task=None)
     with Ledger(path) as ledger:
         with pytest.raises(sqlite3.IntegrityError):
             ledger.append_many(rows)

@@ -40,7 +40,7 @@ FIELDS = tuple(name for name, _ in COLUMNS)  # the order of LedgerRow's fields (
 MONEY = ("cost_usd", "counterfactual_usd")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LedgerRow:
     """One request as the ledger records it. ``route`` and ``deployment`` are where the last
     attempt went ("" when none was made); ``error`` is the failure's kind ("" when it
@@ -66,12 +66,60 @@ class LedgerRow:
     fallbacks: int
     error: str = ""
 
-    def __post_init__(self) -> None:
-        for name in MONEY:
-            value = getattr(self, name)
-            # A float here would be stored inexactly and break every later sum.
-            if not isinstance(value, Decimal) or not value.is_finite():
-                raise TypeError(f"LedgerRow.{name} must be a finite Decimal, got {value!r}")
+    def __init__(  # the fields in order: what dataclass's __init__ would take
+        self,
+        ts: float,
+        request_id: str,
+        key_id: str | None,
+        task: str,
+        tier: str,
+        route: str,
+        deployment: str,
+        status: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        usage_source: str,
+        cost_usd: Decimal,
+        counterfactual_usd: Decimal,
+        latency_s: float,
+        ttft_s: float | None,
+        stream: bool,
+        attempts: int,
+        fallbacks: int,
+        error: str = "",
+    ) -> None:
+        # One dict set at once: a frozen dataclass's own __init__ calls object.__setattr__ once
+        # a field, ~3 of the 4.6 µs a row took to build (one per request).
+        _check_money(cost_usd, counterfactual_usd)
+        values = {
+            "ts": ts,
+            "request_id": request_id,
+            "key_id": key_id,
+            "task": task,
+            "tier": tier,
+            "route": route,
+            "deployment": deployment,
+            "status": status,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "usage_source": usage_source,
+            "cost_usd": cost_usd,
+            "counterfactual_usd": counterfactual_usd,
+            "latency_s": latency_s,
+            "ttft_s": ttft_s,
+            "stream": stream,
+            "attempts": attempts,
+            "fallbacks": fallbacks,
+            "error": error,
+        }
+        object.__setattr__(self, "__dict__", values)
+
+
+def _check_money(cost: object, counterfactual: object) -> None:
+    for name, amount in zip(MONEY, (cost, counterfactual), strict=True):
+        # A float here would be stored inexactly and break every later sum.
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise TypeError(f"LedgerRow.{name} must be a finite Decimal, got {amount!r}")
 
 
 class LedgerUnavailable(RuntimeError):

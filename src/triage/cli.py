@@ -27,7 +27,6 @@ from triage.config import Config, ConfigError, load_config, summary
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 BIND_HOST_ENV = "TRIAGE_BIND_HOST"  # what `serve` listens on, for its worker processes
-WORKERS_ENV = "TRIAGE_WORKERS"  # how many there are
 SETTLE_AFTER_S = 1.0
 
 
@@ -67,7 +66,6 @@ def app_factory() -> Any:
         multiproc_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
         config_source=_config_source(os.environ[CONFIG_ENV]),
         bind_host=os.environ.get(BIND_HOST_ENV),
-        workers=int(os.environ.get(WORKERS_ENV, "2")),
     )
     return settle_later(app)
 
@@ -99,7 +97,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
         os.environ[BIND_HOST_ENV] = host
-        os.environ[WORKERS_ENV] = str(args.workers)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="triage-prom-"))
         uvicorn.run(
             "triage.cli:app_factory",

@@ -87,16 +87,14 @@ def create_app(
     multiproc_dir: str | None = None,
     config_source: Callable[[], Config] | None = None,
     bind_host: str | None = None,
-    workers: int = 1,
 ) -> FastAPI:
     """The app for `config`. `config_source` re-reads the config for POST /admin/reload and
     SIGHUP; without it, reload answers that there is nothing to reload from. `bind_host` is
     the address the server listens on (default: server.host): it decides the default allowed
-    Host names and whether a reload may drop client keys. `workers`: how many processes of
-    `serve --workers N` share this machine's files (the ledger's commits leave the loop)."""
+    Host names and whether a reload may drop client keys."""
     metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
     ledger = (
-        open_ledger(config.triage.ledger, shared=workers > 1)
+        open_ledger(config.triage.ledger)
         if config.triage.ledger.enabled
         else None
     )

@@ -48,11 +48,11 @@ class LedgerStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_ledger(settings: LedgerSettings, *, shared: bool = False) -> LedgerStore:
-    """The ledger `settings` name (the caller checks `settings.enabled`); `shared`: other
-    processes of this machine write the same SQLite file (`serve --workers N`). A SQLite ledger
-    commits on the event loop either way: a file another worker holds locked is retried on
-    later loop turns (`triage.ledger.commit`)."""
+def open_ledger(settings: LedgerSettings) -> LedgerStore:
+    """The ledger `settings` name (the caller checks `settings.enabled`). A SQLite ledger
+    commits on the event loop, also when the processes of `serve --workers N` share its file:
+    one that another worker holds locked is retried on later loop turns
+    (`triage.ledger.commit`)."""
     if settings.backend == "postgres":
         from triage.ledger.postgres import PostgresLedger  # psycopg only where it is used
 
@@ -63,5 +63,4 @@ def open_ledger(settings: LedgerSettings, *, shared: bool = False) -> LedgerStor
             password=password,
             connect_timeout=settings.connect_timeout,
         )
-    del shared  # the same ledger serves one process or several
     return Ledger(settings.path)

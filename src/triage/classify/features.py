@@ -51,6 +51,8 @@ _TOKEN_KEEP = frozenset(b"abcdefghijklmnopqrstuvwxyz_?!:") | frozenset(range(0x8
 _TOKEN_BYTES = bytes(
     byte if byte in _TOKEN_KEEP else 0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256)
 )
+# The bytes words_of makes tokens of their own, as ints (an int membership test is a memchr).
+_QUESTION, _BANG, _COLON = b"?!:"
 _DIGITS = b"0123456789"
 _MATH_OPS = b"0123456789+*/=^%\xc3\x97\xc3\xb7"
 _CODE_CHARS = b"{}();<>[]=_"
@@ -273,11 +275,13 @@ def words_of(text: str) -> list[bytes]:
     token into a space, spaces around ? ! : make each its own token, and split() cuts.
     """
     raw = text.lower().encode().translate(_TOKEN_BYTES)
-    if b"?" in raw:
+    # `byte in raw` with an int is one memchr; with a one-byte bytes it first fails (and
+    # formats) an int conversion, about 1.6k instructions a test.
+    if _QUESTION in raw:
         raw = raw.replace(b"?", b" ? ")
-    if b"!" in raw:
+    if _BANG in raw:
         raw = raw.replace(b"!", b" ! ")
-    if b":" in raw:
+    if _COLON in raw:
         raw = raw.replace(b":", b" : ")
     return raw.split()
 

@@ -25,7 +25,7 @@ from triage.classify.features import (
     new_memos,
     signals,
 )
-from triage.classify.memo import IdMemo
+from triage.classify.memo import GramMemo
 from triage.classify.prompt import Prompt, from_messages, from_text
 
 ALPHABET = "aZz_09?!:.,;-` \t\n\r\x0b\x0c\x1c\x85\u2028éßİKÀ€中文\U0001f600'\"(){}<>=#"
@@ -54,7 +54,7 @@ TEXTS = hostile_texts(120, seed=1616)
 
 @pytest.mark.parametrize("text", TEXTS)
 def test_stride_char_grams_are_every_window_once(text: str) -> None:
-    memo = IdMemo(SEED_CHAR, MASK)
+    memo = GramMemo(SEED_CHAR, MASK)
     assert set(_char_grams(text, memo)) == plain_char_grams(text)
     # Warm: every gram now comes from the memo.
     assert set(_char_grams(text, memo)) == plain_char_grams(text)

@@ -11,21 +11,11 @@ body), so it costs a few set lookups rather than another regex pass over the tex
 from __future__ import annotations
 
 import math
-from itertools import chain, repeat
 from typing import Final
 
-from triage.classify.features import Analysis
+from triage.classify.features import LEXICON_BITS, LEXICON_LOW, Analysis, word_cues
 
 _LOG_LONG: Final = math.log1p(8000)
-_STEP_WORDS: Final = frozenset(
-    b"step steps then prove proof derive justify explain why optimise optimize tradeoff "
-    b"tradeoffs edge complexity first second third finally multiple compare analyse analyze "
-    b"calculate estimate reasoning algorithm solve".split()
-)
-_CONSTRAINT_WORDS: Final = frozenset(
-    b"must should least most exactly without only not never ensure avoid within limit "
-    b"maximum minimum require required requirements".split()
-)
 _BULLETS: Final = ("\n- ", "\n* ", "\n1.", "\n2.")
 BULLET_SCAN: Final = 1500
 
@@ -40,24 +30,15 @@ W_CONSTRAINTS: Final = 0.45
 W_EXTRAS: Final = 0.1
 
 
-# Both vocabularies in one dict, counts packed (step words low, constraint words high): one
-# lookup per word counts both.
-_CUE_SHIFT: Final = 32
-_CUE_LOW: Final = (1 << _CUE_SHIFT) - 1
-_CUES: Final = dict.fromkeys(_STEP_WORDS, 1)
-for _word in _CONSTRAINT_WORDS:
-    _CUES[_word] = _CUES.get(_word, 0) + (1 << _CUE_SHIFT)
-del _word
-
-
 def difficulty(analysis: Analysis, task: str) -> float:
     """Difficulty in [0, 1]: "hi" is near 0, everyday questions sit around 0.1-0.3, and only
     prompts with several strong cues (long, mathematical, multi-step, constrained code) pass 0.8."""
     prompt, sig = analysis.prompt, analysis.signals
     # Cues in the instruction and the start of the body; deep inside a pasted document they
     # belong to the document, not to the request.
-    cues = sum(map(_CUES.get, chain(analysis.words, analysis.body_words), repeat(0)))
-    step_cues, constraint_cues = cues & _CUE_LOW, cues >> _CUE_SHIFT
+    # (The instruction's were counted with the lexicon, in features.analyse.)
+    cues = analysis.cues + word_cues(analysis.body_words) if analysis.body_words else analysis.cues
+    step_cues, constraint_cues = cues & LEXICON_LOW, cues >> LEXICON_BITS
     length = sig.length
     # Bulleted requirements count as constraints; in a long paste bullets are the document's.
     if length <= BULLET_SCAN and "\n" in prompt.text:

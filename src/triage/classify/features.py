@@ -20,7 +20,7 @@ from struct import Struct
 from typing import NamedTuple
 from zlib import crc32
 
-from triage.classify.memo import MEMO_CAP, IdMemo, Memos
+from triage.classify.memo import MEMO_CAP, GramMemo, Memos
 from triage.classify.prompt import Prompt, filled
 
 # Bump when anything here changes what ids a prompt produces: saved weights record it.
@@ -73,6 +73,16 @@ MATH_LEXICON = frozenset(
     b"sqrt derivative integral integrate sum product average mean median ratio divisible prime "
     b"factorial multiply multiplied divide divided plus minus times equals remainder fraction "
     b"fractions odds estimate expected digits proof prove logarithm log modulo".split()
+)
+# Difficulty cues (see difficulty.py): words of a multi-step task, and of explicit constraints.
+STEP_WORDS = frozenset(
+    b"step steps then prove proof derive justify explain why optimise optimize tradeoff "
+    b"tradeoffs edge complexity first second third finally multiple compare analyse analyze "
+    b"calculate estimate reasoning algorithm solve".split()
+)
+CONSTRAINT_WORDS = frozenset(
+    b"must should least most exactly without only not never ensure avoid within limit "
+    b"maximum minimum require required requirements".split()
 )
 # Asks for a worked chain of reasoning ("explain step by step", "show your work").
 _REASONING_CUES = (
@@ -263,6 +273,7 @@ class Analysis(NamedTuple):
     body_words: list[bytes]
     code_words: int
     math_words: int
+    cues: int  # the instruction's difficulty cues, packed: see word_cues
     ids: set[int]
     context_ids: set[int]
 
@@ -290,10 +301,11 @@ def words_of(text: str) -> list[bytes]:
 # taken four strides at a time: windows at offsets 0, 4, 8 ... are one struct unpack, those at
 # 1, 5, 9 ... the next. One C call per stride instead of a slice per window (half the cost);
 # the order differs, which the id set does not see.
-_GRAM_STRIDES = tuple(Struct("4s" * count) for count in range((CHAR_WINDOW + 2) // 4 + 1))
+# Each window is read as a little-endian uint32 (the memo's key; it hashes the 4 bytes).
+_GRAM_STRIDES = tuple(Struct("<" + "I" * count) for count in range((CHAR_WINDOW + 2) // 4 + 1))
 
 
-def _char_grams(text: str, memo: IdMemo) -> Iterator[int]:
+def _char_grams(text: str, memo: GramMemo) -> Iterator[int]:
     """Masked ids of the 4-byte windows of the squeezed instruction start."""
     squeezed = b" " + b" ".join(text[: CHAR_WINDOW * 2].lower().encode().split())[:CHAR_WINDOW]
     squeezed += b" "
@@ -310,13 +322,22 @@ def _char_grams(text: str, memo: IdMemo) -> Iterator[int]:
     return map(memo.__getitem__, grams)
 
 
-# Each word's memberships of the two vocabularies, packed: one dict lookup per word counts both.
-_LEXICON_SHIFT = 32
-_LEXICON_LOW = (1 << _LEXICON_SHIFT) - 1
-_LEXICON = dict.fromkeys(CODE_LEXICON, 1)
-for _word in MATH_LEXICON:
-    _LEXICON[_word] = _LEXICON.get(_word, 0) + (1 << _LEXICON_SHIFT)
-del _word
+# Each word's memberships of the four vocabularies (code, math, step, constraint), packed in
+# 16-bit counters (a turn has far fewer words): one dict lookup per word counts all four, for
+# the dense features and for difficulty.
+LEXICON_BITS = 16
+LEXICON_LOW = (1 << LEXICON_BITS) - 1
+_LEXICON: dict[bytes, int] = {}
+for _shift, _words in enumerate((CODE_LEXICON, MATH_LEXICON, STEP_WORDS, CONSTRAINT_WORDS)):
+    for _word in _words:
+        _LEXICON[_word] = _LEXICON.get(_word, 0) + (1 << (LEXICON_BITS * _shift))
+del _shift, _words, _word
+
+
+def word_cues(words: list[bytes]) -> int:
+    """The difficulty cues of `words`: step words in the low LEXICON_BITS, constraint words
+    above."""
+    return sum(map(_LEXICON.get, words, repeat(0))) >> (2 * LEXICON_BITS)
 
 
 def new_memos(cap: int = MEMO_CAP) -> Memos:
@@ -347,9 +368,12 @@ def analyse(prompt: Prompt, memos: Memos | None = None) -> Analysis:
     if len(prompt.body) >= 2 * TAIL_LINE:
         ids.update(map(memos.tail.__getitem__, _tail_line(prompt)))
     lexicon = sum(map(_LEXICON.get, words, repeat(0)))
-    code_words, math_words = lexicon & _LEXICON_LOW, lexicon >> _LEXICON_SHIFT
+    code_words, math_words = lexicon & LEXICON_LOW, (lexicon >> LEXICON_BITS) & LEXICON_LOW
+    cues = lexicon >> (2 * LEXICON_BITS)
     ids.update(dense_ids(prompt, sig, code_words, math_words, prompt.body[:SIGNAL_SCAN]))
     context: set[int] = set()
     if prompt.context:
         context = set(map(memos.word.__getitem__, words_of(prompt.context)))
-    return filled(Analysis, prompt, sig, words, body_words, code_words, math_words, ids, context)
+    return filled(
+        Analysis, prompt, sig, words, body_words, code_words, math_words, cues, ids, context
+    )

@@ -11,6 +11,7 @@ bounded however many distinct tokens clients send.
 
 from __future__ import annotations
 
+from typing import TypeVar
 from zlib import crc32
 
 # Tokens per namespace. English instruction vocabulary and 4-grams of instruction starts mostly
@@ -18,9 +19,10 @@ from zlib import crc32
 MEMO_CAP = 1 << 14
 
 
-class IdMemo(dict[bytes, int]):
-    """token -> crc32(token, seed) & mask, for one namespace seed."""
+_Token = TypeVar("_Token", bytes, int)
 
+
+class _Memo(dict[_Token, int]):
     __slots__ = ("cap", "mask", "seed")
 
     def __init__(self, seed: int, mask: int, cap: int = MEMO_CAP) -> None:
@@ -29,13 +31,35 @@ class IdMemo(dict[bytes, int]):
         self.mask = mask
         self.cap = cap
 
-    def __missing__(self, token: bytes) -> int:
-        value = crc32(token, self.seed) & self.mask
+    def __missing__(self, token: _Token) -> int:
+        value = crc32(self.data(token), self.seed) & self.mask
         if len(self) >= self.cap:
             self.clear()
         if self.cap:
             self[token] = value
         return value
+
+    def data(self, token: _Token) -> bytes:
+        raise NotImplementedError
+
+
+class IdMemo(_Memo[bytes]):
+    """token -> crc32(token, seed) & mask, for one namespace seed."""
+
+    __slots__ = ()
+
+    def data(self, token: bytes) -> bytes:
+        return token
+
+
+class GramMemo(_Memo[int]):
+    """A 4-byte character gram read as a little-endian uint32 -> crc32(its 4 bytes, seed) &
+    mask: an int key hashes and compares for a fraction of a bytes key's cost."""
+
+    __slots__ = ()
+
+    def data(self, token: int) -> bytes:
+        return token.to_bytes(4, "little")
 
 
 class Memos:
@@ -45,6 +69,6 @@ class Memos:
 
     def __init__(self, *, mask: int, char: int, body: int, tail: int, cap: int = MEMO_CAP) -> None:
         self.word = IdMemo(0, mask, cap)
-        self.char = IdMemo(char, mask, cap)
+        self.char = GramMemo(char, mask, cap)
         self.body = IdMemo(body, mask, cap)
         self.tail = IdMemo(tail, mask, cap)

@@ -12,7 +12,8 @@ import pytest
 
 from tests.sensitive_cases import PER_DETECTOR, PLACES, TOKEN_ID_BODIES, Body
 from triage.access.sensitive import Detector
-from triage.access.sensitive.body import entries_of
+from triage.access.sensitive.body import BLANK, read_body
+from triage.access.sensitive.normalise import Normaliser
 from triage.access.sensitive.scan import INLINE_LIMIT
 
 
@@ -40,28 +41,21 @@ def test_the_inline_scan_reports_unreadable_token_ids(
 
 
 def test_keys_and_values_come_in_document_order() -> None:
-    body = {"b": [{"y": "1", "x": ["2", {"z": 3}]}, "4"], "a": {"k": None}}
-    got = [(top, key, value) for top, key, value in entries_of(body) or []]
-    assert got == [
-        (None, None, "b"),
-        (None, None, "a"),
-        ("b", None, "y"),
-        ("b", None, "x"),
-        ("b", "y", "1"),
-        ("b", "x", "2"),
-        ("b", None, "z"),
-        ("b", "z", 3),
-        ("b", "b", "4"),
-        ("a", None, "k"),
-        ("a", "k", None),
-    ]
+    body = {"b": [{"y": "1", "x": ["2", {"z": 3}]}, "4"], "a": {"k": None}, "c": {"role": "5"}}
+    whole, junctions, unreadable = read_body(body, Normaliser())
+    # A dict's keys, then its values, depth first; only values (not keys, not roles) are glued.
+    assert whole == BLANK.join(
+        ["", *["b", "a", "c", "y", "x", "1", "2", "z", "3", "4", "k", "role", "5"], ""]
+    )
+    assert junctions == BLANK.join(["", "1234", "1 2 3 4", ""])
+    assert not unreadable
 
 
 def test_many_small_strings_over_the_limit_go_to_the_worker_and_are_read_in_full() -> None:
     detector = Detector()
     items = ["x" * 100] * (INLINE_LIMIT // 100 + 10) + ["card 4111 1111 1111 1111"]
     body = {"input": items}
-    assert entries_of(body, INLINE_LIMIT) is None
+    assert read_body(body, Normaliser(), INLINE_LIMIT) is None
 
     def workers() -> int:
         return sum(1 for t in threading.enumerate() if t.name.startswith("triage-scan"))

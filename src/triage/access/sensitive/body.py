@@ -13,98 +13,128 @@ holding integers) cannot be read; ``unreadable`` says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from itertools import repeat
 from typing import overload
 
 BLANK = "\n\n"
 REACH = 64
 """Characters of each end of a string that take part in the junction text."""
-_STRUCTURAL = frozenset({"role", "type"})
+_UNGLUED = frozenset({"role", "type", None})  # structural values, and dict keys
 _TOKEN_FIELDS = frozenset({"prompt", "input"})
 _MAX_DIGITS = 40  # longer integers are no card, IBAN or id (and str() refuses very long ones)
 _TOO_LONG = 10**_MAX_DIGITS
+_UNBOUNDED = 2**63  # no body holds this many characters
 _SEQUENCES = (list, tuple)  # a tuple: `list | tuple` would be built at every check
 
-_Entry = tuple[str | None, str | None, object]
-"""(top-level field, the key that holds the value, the value)."""
+_Open = tuple[str | None, "Iterator[tuple[str | None, object]]"]
+"""An open container: its top-level field (None for the body itself), and its pairs to come."""
 
 
-@dataclass(frozen=True)
-class BodyText:
-    whole: str
-    junctions: str
-    unreadable: bool
+BodyText = tuple[str, str, bool]
+"""(whole, junctions, unreadable): a plain tuple, built on every request."""
+
+
+@overload
+def read_body(
+    body: Mapping[str, object], normalise: Callable[[str], str], limit: None = None
+) -> BodyText: ...
+
+
+@overload
+def read_body(
+    body: Mapping[str, object], normalise: Callable[[str], str], limit: int
+) -> BodyText | None: ...
 
 
 def read_body(
-    body: Mapping[str, object],
-    normalise: Callable[[str], str],
-    entries: list[_Entry] | None = None,
-) -> BodyText:
-    """The texts of `body`; `entries`: its `entries(body)`, when the caller has them already."""
+    body: Mapping[str, object], normalise: Callable[[str], str], limit: int | None = None
+) -> BodyText | None:
+    """The texts of `body`; None once its strings (and 8 characters per other scalar) pass
+    `limit` characters.
+
+    One pass over every scalar and dict key in document order (a dict's keys, then its values,
+    depth first). Iterative, so that a deeply nested body cannot exhaust the stack: a stack of
+    open containers, each with an iterator of its (key, value) pairs; a string is read where it
+    stands. It runs on every request: no tuple per entry, no comprehension.
+    """
     texts: list[str] = []
-    values: list[str] = []
+    values: list[str] = []  # the texts that take part in the junctions
     unreadable = False
-    for top, key, value in entries_of(body) if entries is None else entries:
-        if not isinstance(value, str):
-            if isinstance(value, bool) or not isinstance(value, int):
-                continue
-            if top in _TOKEN_FIELDS:
-                unreadable = True
-                continue
-            if abs(value) >= _TOO_LONG:
-                continue
-            value = str(value)
-        text = value if value.isascii() else normalise(value)  # ASCII is already normal
-        texts.append(text)
-        if key is not None and key not in _STRUCTURAL:
-            values.append(text)
+    most = _UNBOUNDED if limit is None else limit
+    size, items = _open(None, None, body, texts, normalise, most) or (0, iter(()))
+    stack: list[_Open] = [(None, items)]
+    text: str | None
+    while stack and size <= most:
+        top, items = stack[-1]
+        for key, value in items:
+            if isinstance(value, str):
+                size += len(value)
+                if size > most:  # before normalising it: a huge body goes to the worker
+                    return None
+                text = value if value.isascii() else normalise(value)  # ASCII is already normal
+            else:
+                field = key if top is None else top
+                opened = _open(field, key, value, texts, normalise, most - size)
+                if opened is not None:
+                    size += opened[0]
+                    stack.append((field, opened[1]))
+                    break
+                size += 8
+                if size > most:
+                    return None
+                text = _digits(field, value)
+                if not text:
+                    unreadable |= text is not None
+                    continue
+            texts.append(text)
+            if key not in _UNGLUED:
+                values.append(text)
+        else:
+            stack.pop()
+    if size > most:
+        return None
     whole = BLANK.join(["", *texts, ""])
     junctions = _junctions(values) if len(values) > 1 else ""
-    return BodyText(whole, junctions, unreadable)
+    return whole, junctions, unreadable
 
 
-@overload
-def entries_of(body: Mapping[str, object], limit: None = None) -> list[_Entry]: ...
+def _open(
+    field: str | None,
+    key: str | None,
+    value: object,
+    texts: list[str],
+    normalise: Callable[[str], str],
+    room: int,
+) -> tuple[int, Iterator[tuple[str | None, object]]] | None:
+    """A container's (key, value) pairs, and the characters of its keys, which are read into
+    `texts` here (unless they take more than `room`: the body is then not read inline); None
+    for a scalar. A list's items keep the list's own key."""
+    if type(value) is dict or (type(value) is not list and isinstance(value, Mapping)):
+        names = list(value)
+        try:
+            joined = "".join(names)
+            pairs: Iterator[tuple[str | None, object]] = iter(value.items())
+        except TypeError:  # not JSON: a key that is no string is read as its str()
+            names = list(map(str, names))
+            joined = "".join(names)
+            pairs = zip(names, value.values(), strict=True)
+        if len(joined) <= room:
+            texts += names if joined.isascii() else map(normalise, names)
+        return len(joined), pairs
+    if isinstance(value, _SEQUENCES):
+        return 0, zip(repeat(key), value)
+    return None
 
 
-@overload
-def entries_of(body: Mapping[str, object], limit: int) -> list[_Entry] | None: ...
-
-
-def entries_of(body: Mapping[str, object], limit: int | None = None) -> list[_Entry] | None:
-    """Every scalar and dict key of the body in document order (a key comes with key None);
-    None once its strings (and 8 characters per other scalar) pass `limit` characters.
-
-    Iterative, so that a deeply nested body cannot exhaust the stack; one list, no generators:
-    it runs on every request.
-    """
-    out: list[_Entry] = []
-    size = 0
-    stack: list[_Entry] = [(None, None, body)]
-    while stack:
-        entry = stack.pop()
-        top, key, value = entry
-        if isinstance(value, str):
-            out.append(entry)
-            size += len(value)
-        elif type(value) is dict or isinstance(value, Mapping):  # the ABC check is slower
-            names = [str(name) for name in value]
-            out += [(top, None, name) for name in names]
-            size += sum(map(len, names))
-            fields = names if top is None else [top] * len(names)
-            children = list(zip(fields, names, value.values(), strict=True))
-            children.reverse()  # popped from the end: the first child comes off first
-            stack += children
-        elif isinstance(value, _SEQUENCES):
-            stack += [(top, key, item) for item in reversed(value)]
-        else:
-            out.append(entry)
-            size += 8
-        if limit is not None and size > limit:
-            return None
-    return out
+def _digits(top: str | None, value: object) -> str | None:
+    """What an integer spells (a card number sent as a number), "" for a token id, which cannot
+    be read; None for any other scalar (a bool is no number; very long ones are no card or id)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if top in _TOKEN_FIELDS:
+        return ""
+    return str(value) if abs(value) < _TOO_LONG else None
 
 
 def _junctions(values: list[str]) -> str:

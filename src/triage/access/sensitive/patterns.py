@@ -37,6 +37,17 @@ AWS_SECRET = r"[^A-Za-z0-9+/](?P<secret>[A-Za-z0-9+/]{40})(?![A-Za-z0-9+/=])"
 AWS_CONTEXT = r"A[KS]IA[0-9A-Z]{16}|(?i:aws[ _.-]?+secret|secret[ _.-]?+access)"
 AWS_HINTS = ("AKIA", "ASIA", "ecret", "ECRET")
 """Literals one of which must be present before the AWS pass runs at all."""
+KEY_BODY_HINTS = (
+    "CAQ",
+    "IBA",
+    "AgE",
+    "BgkqhkiG9w0BBQ",
+    "3BlbnNzaC1rZXktdjE",
+    "uTTY-User-Key-File-",
+    "rivate-Lines:",
+)
+"""Literals one of which every ``KEY_BODY`` match holds (one per alternative): without them the
+pattern cannot match and is not run."""
 
 _END = r"(?!\w|[./-]\d)"
 _SEP = r"[ ./-]{1,2}+"  # between the digit groups of a card: any one or two of these
@@ -92,6 +103,12 @@ SCAN = (
     r"(?P<intl>\d++(?:[ .-]?\(\d++\)[ .-]?\d++|[ .-]\d++)*+)(?![\w+])"
     r"))"
 )
+SCAN_STARTS = b"0123456789_"
+SCAN_HINTS = ("AKIA", "ASIA", "AIza", "eyJ", "glpat-")
+"""Every ``SCAN`` match that can fire starts at a digit or an underscore (``SCAN_STARTS``) or
+holds one of these literals (the rules after a letter or a dash that need no digit; "sk-",
+"Bearer" and Slack's "xox.-" need one: their pattern or ``checks.random_token``): a text with
+none of them cannot fire, and the pattern is not run over it."""
 PLAIN_RULES = (  # named groups of ``SCAN`` that need no check beyond the pattern
     ("phone", "paren nanp1 nanp"),
     ("national_id", "nino"),

@@ -15,7 +15,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import chain, repeat
-from operator import and_, xor
+from operator import xor
 from struct import Struct
 from typing import NamedTuple
 from zlib import crc32
@@ -171,7 +171,7 @@ def signals(prompt: Prompt) -> Signals:
     return filled(
         Signals,
         length,
-        prompt.passage_chars,
+        len(prompt.body) + prompt.tool_chars,  # prompt.passage_chars, without a property call
         digits,
         # Digits plus operators, operators counted twice: "2 + 2 = ?" is denser than "in 2023".
         2 * (len(instruction) - len(instruction.translate(None, _MATH_OPS))) - digits,
@@ -209,7 +209,8 @@ def dense_ids(
         DENSE + 64 + (code_words if code_words < 3 else 3),
         DENSE + 72 + (math_words if math_words < 3 else 3),
         DENSE + 80 + _cues(prompt.text[:SIGNAL_SCAN].lower()),
-        DENSE + 88 + bisect_right(_DENSITY_STEPS, _density(body_scan)),
+        # No body: density -1, below every step.
+        DENSE + 88 + (bisect_right(_DENSITY_STEPS, _density(body_scan)) if body_scan else 0),
     ]
     if body_scan and has_failure_marker(body_scan):
         ids.append(DENSE + 60)
@@ -361,7 +362,7 @@ def analyse(prompt: Prompt, memos: Memos | None = None) -> Analysis:
     bigrams = list(map(crc32, words[1:], map(xor, unigrams, repeat(SEED_BIGRAM))))
     # The opening word and word pair, by position: "write ..." and "write a ..." lead requests.
     lead = [unigrams[0] ^ SEED_LEAD, bigrams[0] ^ SEED_LEAD] if bigrams else unigrams[:1]
-    ids = set(map(and_, chain(unigrams, bigrams, lead), repeat(MASK)))
+    ids = {crc & MASK for crc in chain(unigrams, bigrams, lead)}
     ids.update(_char_grams(prompt.instruction, memos.char))
     if body_words:
         ids.update(map(memos.body.__getitem__, body_words))

@@ -160,12 +160,15 @@ def from_messages(
     has_response_format: bool = False,
 ) -> Prompt:
     """Build the Prompt for a chat request."""
+    if len(messages) == 1:
+        # The one message is classified whatever its role (one without text gives the empty
+        # prompt, as from_text does for blank text): skip the search for the user turn.
+        text = content_text(messages[0].get("content"))
+        return from_text(text, has_tools=has_tools, has_response_format=has_response_format)
     main = _last_user_index(messages)
     if main < 0:
         return from_text("", has_tools=has_tools, has_response_format=has_response_format)
     text = content_text(messages[main].get("content"))
-    if len(messages) == 1:
-        return from_text(text, has_tools=has_tools, has_response_format=has_response_format)
     context = ""
     for index in range(main - 1, -1, -1):
         if messages[index].get("role") in ("user", "assistant"):

@@ -280,6 +280,11 @@ HINTS: tuple[tuple[str, Callable[[Analysis], bool]], ...] = (
 
 def hint_ids(analysis: Analysis) -> list[int]:
     """Feature ids of the hints that fire."""
+    sig = analysis.signals
+    # Both hints' own first gates at once: a turn with no fence, hardly any code punctuation and
+    # no SELECT (most prose) fires neither, without a call to either.
+    if not sig.fence and sig.code_chars < 2 and "SELECT" not in analysis.prompt.text:
+        return []
     return [HINT_BASE + index for index, (_, hint) in enumerate(HINTS) if hint(analysis)]
 
 

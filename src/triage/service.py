@@ -130,7 +130,8 @@ class Service:
             )
         started = time.perf_counter()
         if isinstance(request, ChatCompletionRequest):
-            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            # Each message's own field dict (role, content ...) read in place, not copied.
+            messages = list(map(vars, request.messages))
             result = self.classifier.classify(
                 messages,
                 has_tools=bool(request.tools),

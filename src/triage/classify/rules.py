@@ -298,9 +298,13 @@ RULES: tuple[tuple[str, str, Callable[[Analysis], bool]], ...] = (
 )
 
 
+# Each rule with its (immutable) hit, built once rather than on every request it decides.
+_HITS = tuple((rule, RuleHit(name=name, task=task)) for name, task, rule in RULES)
+
+
 def apply_rules(analysis: Analysis) -> RuleHit | None:
     """The first rule that fires, or None."""
-    for name, task, rule in RULES:
+    for rule, hit in _HITS:
         if rule(analysis):
-            return RuleHit(name=name, task=task)
+            return hit
     return None

@@ -8,6 +8,7 @@ shipped or saved weights, and adapting a copy of the model to an operator's own 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -33,6 +34,9 @@ INHERIT = 0.7
 # sure of it alone; one that opens like a continuation ("now ...", "what if ...") always does.
 STANDS_ALONE = 0.9
 HEAVY = tuple(index for index, task in enumerate(TASKS) if task in HEAVY_TASKS)
+# The heavy tasks' probabilities as one tuple (summed in HEAVY order, as before). There are two
+# (code, reasoning); with one, itemgetter would return a float and every classification fail.
+_HEAVY_OF = itemgetter(*HEAVY)
 TIERS = tuple(DEFAULT_TIERS[task] for task in TASKS)
 
 
@@ -175,7 +179,7 @@ class Classifier:
 
     def _decide(self, analysis: Analysis, probs: list[float], reason: str) -> Classification:
         best = probs.index(max(probs))
-        if best not in HEAVY and sum(map(probs.__getitem__, HEAVY)) >= self._heavy_threshold:
+        if best not in HEAVY and sum(_HEAVY_OF(probs)) >= self._heavy_threshold:
             best = max(HEAVY, key=probs.__getitem__)
             reason = "heavy_head"
         return self._result(analysis, probs, best, reason)

@@ -144,6 +144,8 @@ _EDITING_WORDS = frozenset(b"grammar spelling punctuation typo typos proofread w
 FOLLOWUP_CHARS = 120
 _CONTINUE_WORDS = frozenset(b"now also and then again instead".split())
 _CONTINUE_PAIRS = frozenset((b"what about", b"how about", b"what if", b"same for"))
+# Their first words: a turn starting otherwise skips joining its first two words.
+_PAIR_FIRSTS = frozenset(pair.split()[0] for pair in _CONTINUE_PAIRS)
 # Words that point back at the previous answer: "make it shorter", "do the same for Go".
 _ANAPHORA = frozenset(b"it them again same instead shorter longer faster simpler another".split())
 # Chinese, Japanese and Korean have no spaces, so their keywords are matched as substrings,
@@ -264,7 +266,10 @@ def follows_up(analysis: Analysis) -> str | None:
         return None
     if not _THANKS_WORDS.isdisjoint(words):
         return None
-    if words[0] in _CONTINUE_WORDS or b" ".join(words[:2]) in _CONTINUE_PAIRS:
+    first = words[0]
+    if first in _CONTINUE_WORDS or (
+        first in _PAIR_FIRSTS and b" ".join(words[:2]) in _CONTINUE_PAIRS
+    ):
         return "opener"
     return None if _ANAPHORA.isdisjoint(words) else "pointer"
 

@@ -12,7 +12,16 @@ import pytest
 
 from triage.classify import TASKS, Classification, Classifier
 from triage.classify.classifier import by_task
-from triage.classify.features import words_of
+from triage.classify.features import (
+    CODE_LEXICON,
+    CONSTRAINT_WORDS,
+    LEXICON_BITS,
+    MATH_LEXICON,
+    STEP_WORDS,
+    Analysis,
+    analyse,
+    words_of,
+)
 from triage.classify.linear import (
     FIELD_MASK,
     LIMIT,
@@ -24,6 +33,18 @@ from triage.classify.linear import (
     fields_of,
     pack,
     softmax,
+)
+from triage.classify.prompt import content_text, from_messages, from_text
+from triage.classify.rules import (
+    _ANAPHORA,
+    _CONTINUE_PAIRS,
+    _CONTINUE_WORDS,
+    _THANKS_WORDS,
+    FOLLOWUP_CHARS,
+    HINT_BASE,
+    HINTS,
+    follows_up,
+    hint_ids,
 )
 
 
@@ -105,3 +126,74 @@ _TOKEN = re.compile(rb"[0-9a-z_\x80-\xff]+|[?!:]")
 def test_words_of_splits_like_the_token_regex(text: str) -> None:
     folded = re.sub(rb"[0-9]", b"0", text.lower().encode())
     assert words_of(text) == _TOKEN.findall(folded)
+
+
+# Texts that reach each shortcut from both sides: fences, SELECT, code punctuation, cue words
+# past any small counter, continuation openers and their look-alikes.
+EDGE_TEXTS = [
+    "",
+    "hi",
+    "what about it?",
+    "how about Go",
+    "same for the second one",
+    "what if the list is empty?",
+    "whatever about that",
+    "howabout now",
+    "same",
+    "SELECT name FROM users",
+    "select name from users",
+    "x = f(a); y = g(b);",
+    "def f(x):\n    return x",
+    "```\nprint(1)\n```",
+    "Explain why, step by step, and you must not exceed 3 lines. " * 40,
+    "must " * 300,
+    "solve calculate python code " * 100,
+    "Is this review positive or negative? 'The battery died after two days.'",
+]
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS)
+def test_hints_follow_ups_and_cue_counts_match_their_definitions(text: str) -> None:
+    analysis = analyse(from_text(text))
+    plain_hints = [HINT_BASE + i for i, (_, hint) in enumerate(HINTS) if hint(analysis)]
+    assert hint_ids(analysis) == plain_hints
+    words = analysis.words
+    assert analysis.code_words == sum(word in CODE_LEXICON for word in words)
+    assert analysis.math_words == sum(word in MATH_LEXICON for word in words)
+    steps = sum(word in STEP_WORDS for word in words)
+    constraints = sum(word in CONSTRAINT_WORDS for word in words)
+    assert analysis.cues == steps + (constraints << LEXICON_BITS)
+    assert follows_up(analysis) == plain_follows_up(analysis)
+
+
+def plain_follows_up(analysis: Analysis) -> str | None:
+    """rules.follows_up as it was, joining the first two words every time."""
+    words = analysis.words
+    if not words or analysis.signals.length > FOLLOWUP_CHARS or analysis.signals.passage:
+        return None
+    if not _THANKS_WORDS.isdisjoint(words):
+        return None
+    if words[0] in _CONTINUE_WORDS or b" ".join(words[:2]) in _CONTINUE_PAIRS:
+        return "opener"
+    return None if _ANAPHORA.isdisjoint(words) else "pointer"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "user", "content": "Write a haiku"},
+        {"role": "assistant", "content": "Write a haiku"},
+        {"role": "system", "content": "   "},
+        {"role": "system", "content": None},
+        {"role": "tool", "content": [{"type": "image_url"}]},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+    ],
+)
+def test_a_single_message_builds_the_prompt_the_general_path_builds(
+    message: dict[str, object],
+) -> None:
+    role_user = message["role"] == "user"
+    text = content_text(message["content"])
+    # The general path: the user turn, else the last message with text, else the empty prompt.
+    want = from_text(text if role_user or text.strip() else "", has_tools=True)
+    assert from_messages([message], has_tools=True) == want

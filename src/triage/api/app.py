@@ -93,11 +93,7 @@ def create_app(
     the address the server listens on (default: server.host): it decides the default allowed
     Host names and whether a reload may drop client keys."""
     metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
-    ledger = (
-        open_ledger(config.triage.ledger)
-        if config.triage.ledger.enabled
-        else None
-    )
+    ledger = open_ledger(config.triage.ledger) if config.triage.ledger.enabled else None
     drain = Drain(config.server.drain_timeout, config.server.drain_delay)
     shared = Shared(
         metrics=metrics,

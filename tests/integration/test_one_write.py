@@ -48,6 +48,22 @@ async def _stream(send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def _stream_empty_first(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: 1\n\n"})
+
+
+async def _stream_whole(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"data: all\n\n"})
+
+
+async def _stream_twice(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+
+
 async def _twice(send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": LENGTH})
     await send({"type": "http.response.start", "status": 200, "headers": LENGTH})
@@ -83,14 +99,23 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/mixed-case":
         await _plain(send, [(b"Content-Length", b"11"), (b"X-Triage-Task", b"qa")], 201)
     else:
-        await {"/parts": _parts, "/stream": _stream, "/twice": _twice, "/long": _long}.get(
-            path, _short
-        )(send)
+        await _OTHERS.get(path, _short)(send)
 
 
 async def _empty(send: Any, status: int) -> None:
     await send({"type": "http.response.start", "status": status, "headers": []})
     await send({"type": "http.response.body", "body": b""})
+
+
+_OTHERS = {
+    "/parts": _parts,
+    "/stream": _stream,
+    "/stream-empty-first": _stream_empty_first,
+    "/stream-whole": _stream_whole,
+    "/stream-twice": _stream_twice,
+    "/twice": _twice,
+    "/long": _long,
+}
 
 
 @contextmanager
@@ -148,6 +173,9 @@ CASES = [
     "/mixed-case",
     "/parts",
     "/stream",
+    "/stream-empty-first",
+    "/stream-whole",
+    "/stream-twice",
     "/twice",
     "/long",
     "/short",

@@ -1,14 +1,15 @@
-"""uvicorn's request-response cycle, with an answer of known length written in one piece.
+"""uvicorn's request-response cycle, with an answer's head written together with its body.
 
 uvicorn (0.54, httptools) writes an answer's head as soon as the app sends
 `http.response.start`, and its body with a second `write` when `http.response.body` comes: two
-sends per answer, and two regular-expression searches per header. For an answer that declares
-its `content-length` (every JSON answer; not a stream), `OneWriteCycle` checks every header name
-and value with one search each over all of them, keeps the head, and writes it together with
-the first body message: one send. Anything else (a stream, a HEAD request, 204/304, a paused or
-closed transport, a message out of order) goes through uvicorn's own `send`, which also raises
-its errors for a head that fails the checks. The bytes on the wire, and the access log line,
-are the same as uvicorn's (tests/integration/test_one_write.py compares them).
+sends per answer, and two regular-expression searches per header. `OneWriteCycle` checks every
+header name and value with one search each over all of them, keeps the head, and writes it
+together with the first body message: one send for a JSON answer (its `content-length`
+declared), and a stream's head (chunked, as uvicorn frames an answer of unknown length) leaves
+with its first chunk. Anything else (a HEAD request, 204/304, a transfer-encoding set by the
+app, a paused or closed transport, a message out of order) goes through uvicorn's own `send`,
+which also raises its errors for a head that fails the checks. The bytes on the wire, and the
+access log line, are the same as uvicorn's (tests/integration/test_one_write.py compares them).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class OneWriteCycle(RequestResponseCycle):
 
     def _build(self, message: Any) -> bytes | None:
         """The head uvicorn would write for `message`, or None where uvicorn's own path must
-        run: no content-length, a transfer-encoding, a header that fails its checks. The
-        cycle's state changes only when it returns a head."""
+        run: a transfer-encoding of the app's own, a header that fails its checks. The cycle's
+        state changes only when it returns a head."""
         content = [STATUS_LINE[message["status"]]]
         length = None
         closes = False
@@ -96,27 +97,34 @@ class OneWriteCycle(RequestResponseCycle):
                 closes = True
             content += (name, b": ", value, b"\r\n")
         # content is [status line, name, ": ", value, "\r\n", name, ...]
-        if length is None or HEADER_RE.search(_NAME_JOIN.join(content[1::4])):
+        if HEADER_RE.search(_NAME_JOIN.join(content[1::4])):
             return None
         if HEADER_VALUE_RE.search(_VALUE_JOIN.join(content[3::4])):
             return None
-        self.expected_content_length = int(length.decode())
-        self.chunked_encoding = False
+        expected = 0 if length is None else int(length.decode())
         if closes:
             self.keep_alive = False
         elif not self.keep_alive:
             content.append(b"connection: close\r\n")
+        if length is None:  # a stream: chunked, as uvicorn frames an answer of unknown length
+            content.append(b"transfer-encoding: chunked\r\n")
+        self.chunked_encoding = length is None
+        self.expected_content_length = expected
         content.append(b"\r\n")
         return b"".join(content)
 
     def _write_with(self, head: bytes, message: Any) -> None:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
-        if len(body) > self.expected_content_length:
+        if self.chunked_encoding:  # uvicorn's framing, after the head
+            framed = b"%s%x\r\n%s\r\n" % (head, len(body), body) if body else head
+            self.transport.write(framed if more_body else framed + b"0\r\n\r\n")
+        elif len(body) > self.expected_content_length:
             self.transport.write(head)
             raise RuntimeError("Response content longer than Content-Length")
-        self.expected_content_length -= len(body)
-        self.transport.write(head + body)
+        else:
+            self.expected_content_length -= len(body)
+            self.transport.write(head + body)
         if more_body:
             return
         if self.expected_content_length != 0:

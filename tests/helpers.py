@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from triage.config import Config
 from triage.config.loader import build_config
@@ -41,12 +42,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run the app under a real uvicorn server on loopback (with lifespan) in a thread."""
+def serve(app: FastAPI | ASGIApp, **options: Any) -> Iterator[str]:
+    """Run the app under a real uvicorn server on loopback (with lifespan unless `options`
+    say otherwise) in a thread; `options` go to uvicorn.Config."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
+    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", **options}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

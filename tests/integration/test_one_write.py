@@ -8,20 +8,15 @@ header that fails uvicorn's checks, messages out of order.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 
-from tests.helpers import free_port
+from tests.helpers import serve
 from triage.api.server import server_options
 from triage.config.schema import ServerSettings
 
@@ -118,31 +113,18 @@ _OTHERS = {
 }
 
 
-@contextmanager
-def _server(**options: Any) -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def ports() -> Iterator[tuple[int, int]]:
     """(triage's protocol, uvicorn's own httptools protocol), same app, same defaults."""
     ours = server_options(ServerSettings())  # as `triage serve` runs it: no access log
     plain = {"http": "httptools", "proxy_headers": False}
-    with _server(**ours, access_log=False) as triage, _server(**plain, access_log=False) as bare:
-        yield triage, bare
+    quiet = {"log_level": "critical", "lifespan": "off", "access_log": False}
+    with serve(app, **ours, **quiet) as triage, serve(app, **plain, **quiet) as bare:
+        yield _port(triage), _port(bare)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def _exchange(port: int, request: bytes, requests: int = 1) -> bytes:

@@ -67,6 +67,8 @@ class Guard:
         self._by_id = {spec.id: spec for spec in settings.keys}
         self.wall_clock = wall_clock
         self.limits: LimitStore = limits if limits is not None else MemoryLimits()
+        # One process's counters are called directly: no coroutine per reserve and settle.
+        self._memory = self.limits if type(self.limits) is MemoryLimits else None  # not a subclass
         self._by_digest = {_key_digest(spec): spec for spec in settings.keys}
         # Bearer tokens already matched to a key: a hash costs more than the rest of the check.
         # Only valid tokens enter, so its size is bounded by the configured keys.
@@ -133,8 +135,12 @@ class Guard:
         """Hold `ask` against every limit of its key, or raise 429 naming the one it breaks.
         A shared store that cannot be reached refuses with 503 (a key that fails closed) or
         admits the request uncounted (None: a key that fails open)."""
+        memory = self._memory
         try:
-            result = await self.limits.reserve(ask, self.wall_clock())
+            if memory is not None:
+                result = memory.take(ask, self.wall_clock())
+            else:
+                result = await self.limits.reserve(ask, self.wall_clock())
         except StoreDown as exc:
             spec = self._by_id.get(ask.key_id)
             policy = "fail_open" if spec is not None and spec.fails_open else "fail_closed"
@@ -155,6 +161,9 @@ class Guard:
 
     async def settle(self, reservation: Reservation | None, tokens: int, cost: Decimal) -> None:
         if reservation is None:
+            return
+        if self._memory is not None:  # it raises no StoreDown
+            self._memory.release(reservation, tokens, cost, self.wall_clock())
             return
         try:
             await self.limits.settle(reservation, tokens, cost, self.wall_clock())

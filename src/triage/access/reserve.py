@@ -45,8 +45,9 @@ def output_cap(request: Request, default: int) -> int:
 def reachable(plan: RoutePlan, groups: Mapping[str, Sequence[Deployment]]) -> list[Deployment]:
     names = list(plan.groups)
     for fallbacks in (plan.context_window_fallbacks, plan.content_policy_fallbacks):
-        for source in plan.groups:
-            names += [g for g in fallbacks.get(source, ()) if g not in names]
+        if fallbacks:  # most plans have none of one kind or the other
+            for source in plan.groups:
+                names += [g for g in fallbacks.get(source, ()) if g not in names]
     out = [d for name in names for d in groups.get(name, ())]
     return [d for d in out if d.model_info.local] if plan.local_only else out
 
@@ -63,5 +64,9 @@ def worst_case(
     the caller has worked out already."""
     prompt, output = prompt_estimate(chars), output_cap(request, default_output)
     usage = Usage(prompt, output, "estimated")
-    costs = [cost_on(d, usage) for d in reachable(plan, groups)]
-    return prompt + output, max(costs, default=Decimal(0))
+    worst: Decimal | None = None
+    for deployment in reachable(plan, groups):  # max() of the costs: the first largest
+        cost = cost_on(deployment, usage)
+        if worst is None or cost > worst:
+            worst = cost
+    return prompt + output, Decimal(0) if worst is None else worst

@@ -134,6 +134,22 @@ def decide(ask: Ask, counted: Counted, now: float) -> Refusal | None:
     return None
 
 
+def may_refuse(
+    ask: Ask, requests: int, tokens: int, day: Decimal, month: Decimal, held: Decimal
+) -> bool:
+    """Whether `decide` could refuse `ask` on these counts: its conditions, the same
+    expressions, without building a `Counted` (False: `decide` returns None)."""
+    if ask.rpm is not None and requests + 1 > ask.rpm:
+        return True
+    tpm = ask.tpm
+    if tpm is not None and (ask.tokens > tpm or tokens + ask.tokens > tpm):
+        return True
+    daily, monthly = ask.daily_usd, ask.monthly_usd
+    if daily is not None and day + held + ask.cost > daily:
+        return True
+    return monthly is not None and month + held + ask.cost > monthly
+
+
 @dataclass
 class _Key:
     requests: deque[float] = field(default_factory=deque)
@@ -160,10 +176,18 @@ class MemoryLimits:
         self._ids = itertools.count()  # ids live only here: a counter, not os.urandom per call
 
     async def reserve(self, ask: Ask, now: float) -> Reservation | Refusal:
+        return self.take(ask, now)
+
+    def take(self, ask: Ask, now: float) -> Reservation | Refusal:
+        """`reserve` without a coroutine (nothing here awaits): for a caller that knows it
+        holds a `MemoryLimits`. `decide` rules whenever `may_refuse` says it might refuse."""
         entry = self._entry(ask.key_id, now)
-        refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
-        if refusal is not None:
-            return refusal
+        periods = self._periods(ask.key_id, entry, now)
+        day, month, held = periods["day"][1], periods["month"][1], entry.held_total
+        if may_refuse(ask, len(entry.requests), entry.token_total, day, month, held):
+            refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
+            if refusal is not None:
+                return refusal
         reservation = Reservation(str(next(self._ids)), ask.key_id, ask.tokens, ask.cost, now)
         entry.requests.append(now)
         tokens = [now, float(ask.tokens), 1.0]
@@ -179,6 +203,10 @@ class MemoryLimits:
     async def settle(
         self, reservation: Reservation, tokens: int, cost: Decimal, now: float
     ) -> None:
+        self.release(reservation, tokens, cost, now)
+
+    def release(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
+        """`settle` without a coroutine, as `take` is `reserve`'s."""
         entry = self._entry(reservation.key_id, now)
         counted = entry.by_id.pop(reservation.id, None)
         if counted is not None:

@@ -17,6 +17,9 @@ from triage.config.schema import Deployment
 from triage.engine.base import CallKind
 from triage.rawchunk import FINISH_REASONS, TextShape, passable, text_chars, trimmed
 
+_NUMBER = (int, float)  # a tuple, not `int | float`: that builds a union on every call
+_EMBEDDING = (list, str)
+
 
 def _dicts(value: Any) -> list[Mapping[str, Any]]:
     """The objects in a list a backend sent; anything else (a malformed field) is no items."""
@@ -35,7 +38,7 @@ def _common(
     body: Mapping[str, Any], deployment: Deployment, obj: str, prefix: str
 ) -> dict[str, Any]:
     created = body.get("created")
-    if not isinstance(created, int | float) or not math.isfinite(created):
+    if not isinstance(created, _NUMBER) or not math.isfinite(created):
         created = time.time()
     return {
         "id": str(body.get("id") or f"{prefix}-{uuid.uuid4().hex}"),
@@ -65,9 +68,12 @@ def _finish(value: Any, default: str | None) -> str | None:
 
 
 def _usage(raw: Any) -> dict[str, Any] | None:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("prompt_tokens"), int):
+    if not isinstance(raw, Mapping):
         return None
-    prompt = int(raw["prompt_tokens"])
+    prompt = raw.get("prompt_tokens")
+    if not isinstance(prompt, int):
+        return None
+    prompt = int(prompt)
     completion = raw.get("completion_tokens")
     completion = int(completion) if isinstance(completion, int) else 0
     return {
@@ -108,15 +114,17 @@ def _logprobs(raw: Any) -> dict[str, Any] | None:
 
 
 def _message(raw: Mapping[str, Any]) -> dict[str, Any]:
-    content = raw.get("content")
+    content, refusal = raw.get("content"), raw.get("refusal")
     message: dict[str, Any] = {
         "role": "assistant",
         "content": content if isinstance(content, str) else None,
-        "refusal": raw.get("refusal") if isinstance(raw.get("refusal"), str) else None,
+        "refusal": refusal if isinstance(refusal, str) else None,
     }
-    calls = _dicts(raw.get("tool_calls"))
-    if calls:
-        message["tool_calls"] = [_tool_call(c, delta=False) for c in calls]
+    calls = raw.get("tool_calls")
+    if calls:  # none, an empty list or null: the usual answer
+        calls = _dicts(calls)
+        if calls:
+            message["tool_calls"] = [_tool_call(c, delta=False) for c in calls]
     return message
 
 
@@ -164,7 +172,7 @@ def embedding_reply(body: Mapping[str, Any], deployment: Deployment) -> dict[str
             "embedding": item["embedding"],
         }
         for i, item in enumerate(_dicts(body.get("data")))
-        if isinstance(item.get("embedding"), list | str)  # str: encoding_format=base64
+        if isinstance(item.get("embedding"), _EMBEDDING)  # str: encoding_format=base64
     ]
     usage = _usage(body.get("usage")) or {"prompt_tokens": 0, "total_tokens": 0}
     return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -271,7 +271,7 @@ class Service:
             record.content = content_of(request, body)
         await self._finish(record, 200)
         await self.cache.store(lookup, body, record)
-        return Answer(body, self._headers(plan, record) | lookup.headers, reply.native)
+        return Answer(body, self._headers(plan, record, lookup.headers), reply.native)
 
     async def _cached(
         self, lookup: Lookup, plan: RoutePlan, record: Record, request: Request, key: KeySpec | None
@@ -323,7 +323,10 @@ class Service:
         if committed is not None:
             await committed
 
-    def _headers(self, plan: RoutePlan, record: Record) -> dict[str, str]:
+    def _headers(
+        self, plan: RoutePlan, record: Record, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Triage's headers, then `extra`'s (which win), in one dict."""
         outcome = record.outcome
         headers = {
             "x-request-id": record.request_id,
@@ -342,6 +345,8 @@ class Service:
             headers["x-triage-fallbacks"] = str(outcome.fallbacks)
         if not record.stream:
             headers["x-triage-cost-usd"] = format_usd(record.cost)
+        if extra:
+            headers.update(extra)
         return headers
 
 

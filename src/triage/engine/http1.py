@@ -117,7 +117,7 @@ class _Conn(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.head_size = 0
-        self.header_list: list[tuple[str, str]] = []
+        self.header_list: list[tuple[bytes, bytes]] = []  # as sent: decoded only if asked
         self.headers_done: asyncio.Future[None] | None = None
         self.body: deque[bytes] = deque()
         self.buffered = 0
@@ -164,11 +164,11 @@ class _Conn(asyncio.Protocol):
 
     def _ends_with_connection(self) -> bool:
         names = {name.lower() for name, _ in self.header_list}
-        return "content-length" not in names and "transfer-encoding" not in names
+        return b"content-length" not in names and b"transfer-encoding" not in names
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_list.append((name.decode("latin-1"), value.decode("latin-1")))
+        self.header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
@@ -233,9 +233,11 @@ class Http1Response:
     @functools.cached_property
     def headers(self) -> CIMultiDictProxy[str]:
         """Built only when asked for (error answers): a success needs two of them at most."""
-        return CIMultiDictProxy(CIMultiDict(self._raw_headers))
+        return CIMultiDictProxy(
+            CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers)
+        )
 
-    def _header(self, name: str) -> str | None:
+    def _header(self, name: bytes) -> bytes | None:
         for key, value in self._raw_headers:
             if key.lower() == name:
                 return value
@@ -243,12 +245,13 @@ class Http1Response:
 
     @property
     def content_type(self) -> str:
-        raw = self._header("content-type") or "application/octet-stream"
-        return raw.partition(";")[0].strip().lower()
+        raw = self._header(b"content-type")
+        text = raw.decode("latin-1") if raw else "application/octet-stream"
+        return text.partition(";")[0].strip().lower()
 
     @property
     def content_length(self) -> int | None:
-        value = self._header("content-length")
+        value = self._header(b"content-length")  # ASCII digits only, as the parser wants
         return int(value) if value is not None and value.isdigit() else None
 
     async def readany(self) -> bytes:

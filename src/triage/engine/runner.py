@@ -184,7 +184,8 @@ class Engine:
             visited.add(group)
             try:
                 result = await self._try_group(run, group, release=release)
-                if any(not a.ok for a in trail):
+                # One attempt in the trail is the one that just succeeded: nothing failed.
+                if len(trail) != 1 and any(not a.ok for a in trail):
                     await self.store.flush()  # other replicas see the failures next request
                 return result
             except TriageError as err:
@@ -238,7 +239,6 @@ class Engine:
         return AllAttemptsFailed(summary, last)
 
     async def _try_group(self, run: _Run[T], group: str, *, release: bool) -> tuple[T, Outcome]:
-        rs = self.config.router_settings
         deployments = self._deployments(run.plan, group)
         if not deployments:
             raise PermissionDenied(f"model group `{group}` has no local deployment")
@@ -252,6 +252,7 @@ class Engine:
                 return await self._attempt(run, group, deployment, release=release)
             except TriageError as err:
                 avoid.add(deployment.id)
+                rs = self.config.router_settings
                 allowed = rs.retry_policy.for_kind(err.kind, rs.num_retries)
                 if not err.retryable or retries >= allowed:
                     raise
@@ -287,7 +288,7 @@ class Engine:
         did, started = facts.id, self.clock()
         try:
             self._check_context(run.call, deployment, facts.context_limit)
-            timeouts = self._timeouts(run, facts)
+            timeouts = self._timeouts(run, facts, started)
             with self._deadlines.within(timeouts.total):
                 result = await run.attempt(deployment, timeouts)
         except TimeoutError:
@@ -348,8 +349,8 @@ class Engine:
                 f"`{deployment.model_name}`'s context window of {limit} tokens"
             )
 
-    def _timeouts(self, run: _Run[T], facts: Facts) -> Timeouts:
-        remaining = max(0.001, run.deadline_at - self.clock())
+    def _timeouts(self, run: _Run[T], facts: Facts, now: float) -> Timeouts:
+        remaining = max(0.001, run.deadline_at - now)
         plan = run.plan
         total = facts.timeout or plan.timeout
         if run.call.stream:

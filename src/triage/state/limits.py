@@ -182,7 +182,9 @@ class MemoryLimits:
         """`reserve` without a coroutine (nothing here awaits): for a caller that knows it
         holds a `MemoryLimits`. `decide` rules whenever `may_refuse` says it might refuse."""
         entry = self._entry(ask.key_id, now)
-        periods = self._periods(ask.key_id, entry, now)
+        periods = entry.periods  # `_periods`' own check, without its call while the day lasts
+        if not entry.period_start <= now < entry.period_until:
+            periods = self._periods(ask.key_id, entry, now)
         day, month, held = periods["day"][1], periods["month"][1], entry.held_total
         if may_refuse(ask, len(entry.requests), entry.token_total, day, month, held):
             refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
@@ -216,7 +218,9 @@ class MemoryLimits:
         held = entry.held.pop(reservation.id, None)
         if held is not None:
             entry.held_total -= held.cost
-        periods = self._periods(reservation.key_id, entry, now)
+        periods = entry.periods
+        if not entry.period_start <= now < entry.period_until:
+            periods = self._periods(reservation.key_id, entry, now)
         day, month = periods["day"], periods["month"]
         periods["day"], periods["month"] = (day[0], day[1] + cost), (month[0], month[1] + cost)
 

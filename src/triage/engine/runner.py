@@ -287,7 +287,8 @@ class Engine:
         facts = self._facts.of(deployment)
         did, started = facts.id, self.clock()
         try:
-            self._check_context(run.call, deployment, facts.context_limit)
+            if facts.context_limit:  # most deployments know none: no call for them
+                self._check_context(run.call, deployment, facts.context_limit)
             timeouts = self._timeouts(run, facts, started)
             with self._deadlines.within(timeouts.total):
                 result = await run.attempt(deployment, timeouts)

@@ -105,49 +105,73 @@ class Counted:
 
 def decide(ask: Ask, counted: Counted, now: float) -> Refusal | None:
     """The first limit `ask` does not fit in, or None: the same rules for every backend."""
-    key = ask.key_id
-    if ask.rpm is not None and counted.requests + 1 > ask.rpm:
-        after = _until((counted.oldest_request or now) + WINDOW, now)
-        return Refusal("rpm", f"key `{key}` is over its {ask.rpm} requests per minute", after)
-    if ask.tpm is not None:
-        if ask.tokens > ask.tpm:
-            return Refusal(
-                "tpm",
-                f"this request needs up to {ask.tokens} tokens (prompt estimate plus max_tokens "
-                f"× n), more than key `{key}`'s limit of {ask.tpm} tokens per minute",
-                None,
-            )
-        if counted.tokens + ask.tokens > ask.tpm:
-            after = _until((counted.oldest_tokens or now) + WINDOW, now)
-            return Refusal("tpm", f"key `{key}` is over its {ask.tpm} tokens per minute", after)
-    for period, label in PERIODS:
-        limit = ask.budget(label)
-        if limit is not None and counted.spent[period] + counted.held + ask.cost > limit:
-            in_flight = f" (${counted.held} held by requests in flight)" if counted.held else ""
-            return Refusal(
-                "daily" if label == "daily" else "monthly",
-                f"key `{key}` would exceed its {label} budget of ${limit}{in_flight}: a request "
-                f"holds its worst case (${ask.cost}: max_tokens × n, or "
-                "auth.reserve_output_tokens when max_tokens is unset) until it ends",
-                _until(period_end(now, period), now),
-            )
-    return None
+    spent = counted.spent
+    broken = _broken(
+        ask,
+        counted.requests,
+        counted.tokens,
+        spent.get("day", ZERO),
+        spent.get("month", ZERO),
+        counted.held,
+    )
+    return None if broken is None else _refusal(broken, ask, counted, now)
 
 
 def may_refuse(
     ask: Ask, requests: int, tokens: int, day: Decimal, month: Decimal, held: Decimal
 ) -> bool:
-    """Whether `decide` could refuse `ask` on these counts: its conditions, the same
-    expressions, without building a `Counted` (False: `decide` returns None)."""
+    """Whether `decide` refuses `ask` on these counts, without building a `Counted`."""
+    return _broken(ask, requests, tokens, day, month, held) is not None
+
+
+_Broken = Literal["rpm", "tpm-request", "tpm", "daily", "monthly"]
+
+
+def _broken(
+    ask: Ask, requests: int, tokens: int, day: Decimal, month: Decimal, held: Decimal
+) -> _Broken | None:
+    """The first limit `ask` breaks on these counts (the rules, stated once), or None."""
     if ask.rpm is not None and requests + 1 > ask.rpm:
-        return True
+        return "rpm"
     tpm = ask.tpm
-    if tpm is not None and (ask.tokens > tpm or tokens + ask.tokens > tpm):
-        return True
+    if tpm is not None:
+        if ask.tokens > tpm:
+            return "tpm-request"
+        if tokens + ask.tokens > tpm:
+            return "tpm"
     daily, monthly = ask.daily_usd, ask.monthly_usd
     if daily is not None and day + held + ask.cost > daily:
-        return True
-    return monthly is not None and month + held + ask.cost > monthly
+        return "daily"
+    if monthly is not None and month + held + ask.cost > monthly:
+        return "monthly"
+    return None
+
+
+def _refusal(broken: _Broken, ask: Ask, counted: Counted, now: float) -> Refusal:
+    """What a refusal for the `broken` limit says, and when to retry."""
+    key = ask.key_id
+    if broken == "rpm":
+        after = _until((counted.oldest_request or now) + WINDOW, now)
+        return Refusal("rpm", f"key `{key}` is over its {ask.rpm} requests per minute", after)
+    if broken == "tpm-request":
+        return Refusal(
+            "tpm",
+            f"this request needs up to {ask.tokens} tokens (prompt estimate plus max_tokens "
+            f"× n), more than key `{key}`'s limit of {ask.tpm} tokens per minute",
+            None,
+        )
+    if broken == "tpm":
+        after = _until((counted.oldest_tokens or now) + WINDOW, now)
+        return Refusal("tpm", f"key `{key}` is over its {ask.tpm} tokens per minute", after)
+    period = "day" if broken == "daily" else "month"
+    in_flight = f" (${counted.held} held by requests in flight)" if counted.held else ""
+    return Refusal(
+        broken,
+        f"key `{key}` would exceed its {broken} budget of ${ask.budget(broken)}{in_flight}: a "
+        f"request holds its worst case (${ask.cost}: max_tokens × n, or "
+        "auth.reserve_output_tokens when max_tokens is unset) until it ends",
+        _until(period_end(now, period), now),
+    )
 
 
 @dataclass

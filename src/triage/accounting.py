@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +26,7 @@ from triage.metering import (
     ThroughputEstimator,
     Usage,
     backend_compute_seconds,
+    compute_seconds,
     counterfactual_cost,
 )
 from triage.metrics import Metrics
@@ -138,6 +140,10 @@ class _Tariff:
         # which beats the bundled map (looked up on first use, then kept).
         self.by_compute = self.compute is not None and self.override is None
         self.price: Price | None = None
+        # The last compute cost: (seconds, their sign, cost). A cost is a function of the
+        # seconds alone, so the same seconds (a worst case, or a throughput not moved since)
+        # skip the Decimal arithmetic; the sign keeps -0.0 apart from 0.0, as repr() does.
+        self.last: tuple[float, float, Decimal] = (math.nan, 1.0, ZERO)
 
     def per_token(self, prices: PriceBook) -> Price:
         if self.price is None:
@@ -190,12 +196,14 @@ class Accountant:
         if not tariff.by_compute:
             return PriceBook.cost(tariff.per_token(self.prices), usage)
         assert tariff.compute is not None  # by_compute says so; for mypy
-        return PriceBook.compute_cost(
-            tariff.compute,
-            usage,
-            upstream_seconds=seconds,
-            throughput=self.throughput.tokens_per_second(tariff.id),
-        )
+        rate = self.throughput.tokens_per_second(tariff.id)
+        spent = compute_seconds(usage, upstream_seconds=seconds, throughput=rate)
+        last, sign = tariff.last, math.copysign(1.0, spent)
+        if spent == last[0] and sign == last[1]:
+            return last[2]
+        cost = PriceBook.seconds_cost(tariff.compute, spent)
+        tariff.last = (spent, sign, cost)
+        return cost
 
     def record(self, record: Record) -> asyncio.Future[None] | None:
         """Meter, count and log `record` and queue its ledger row. The request may be

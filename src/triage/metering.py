@@ -274,6 +274,11 @@ class PriceBook:
     ) -> Decimal:
         """``gpu_hour_cost`` x ``compute_seconds(...)`` / 3600, rounded to a picodollar."""
         seconds = compute_seconds(usage, upstream_seconds=upstream_seconds, throughput=throughput)
+        return PriceBook.seconds_cost(compute, seconds)
+
+    @staticmethod
+    def seconds_cost(compute: ComputePrice, seconds: float) -> Decimal:
+        """What `seconds` (`compute_seconds`) of compute cost, rounded to a picodollar."""
         cost = compute.gpu_hour_cost * Decimal(repr(seconds)) / _SECONDS_PER_HOUR
         return cost.quantize(COMPUTE_COST_QUANTUM, rounding=ROUND_HALF_EVEN)
 

@@ -1,9 +1,9 @@
 """The reserve path's shortcuts give the answers of the code they shortcut, for any input.
 
 `MemoryLimits.take` asks `decide` only when `may_refuse` says it might refuse: the two must agree
-on every count. `Accountant.cost_on` and `worst_case` are played against the cost arithmetic
-written out here, on hostile floats (0.0 and -0.0, huge, tiny) and throughputs that move
-between calls.
+on every count. `Accountant._cost` remembers a deployment's last compute cost, and `worst_case`
+keeps a running max: both are played against the code they replaced (kept here as reference),
+on hostile floats (0.0 and -0.0, huge, tiny) and throughputs that move between calls.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _accountant() -> Accountant:
 
 
 def _reference_cost(acc: Accountant, d: Deployment, usage: Usage, seconds: float) -> Decimal:
-    """The cost of `usage` on `d`, written out: compute-priced, else per token."""
+    """`Accountant._cost` as it was before it kept the last compute cost."""
     tariff = _Tariff(d)
     if tariff.by_compute:
         assert tariff.compute is not None
@@ -94,7 +94,7 @@ step = st.tuples(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(step, min_size=1, max_size=12))
-def test_cost_on_matches_the_arithmetic(steps: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_compute_cost_memo_matches_the_arithmetic(steps: list[tuple]) -> None:  # type: ignore[type-arg]
     acc = _accountant()
     deps = [d for group in acc.config.model_list for d in [group]]
     for index, prompt, completion, reported, seconds, observed in steps:
@@ -102,7 +102,7 @@ def test_cost_on_matches_the_arithmetic(steps: list[tuple]) -> None:  # type: ig
         if observed is not None:
             acc.throughput.observe(d.id, *observed)
         usage = Usage(prompt, completion, "upstream", reported)
-        for _ in range(2):  # asked twice: nothing kept between calls changes the answer
+        for _ in range(2):  # the second call is served by the memo
             got = _outcome(lambda: acc.cost_on(d, usage, seconds))  # noqa: B023
             assert got == _outcome(lambda: _reference_cost(acc, d, usage, seconds))  # noqa: B023
 

@@ -64,5 +64,9 @@ def worst_case(
     the caller has worked out already."""
     prompt, output = prompt_estimate(chars), output_cap(request, default_output)
     usage = Usage(prompt, output, "estimated")
-    costs = (cost_on(d, usage) for d in reachable(plan, groups))
-    return prompt + output, max(costs, default=Decimal(0))
+    worst: Decimal | None = None
+    for deployment in reachable(plan, groups):  # max() of the costs: the first largest
+        cost = cost_on(deployment, usage)
+        if worst is None or cost > worst:
+            worst = cost
+    return prompt + output, Decimal(0) if worst is None else worst

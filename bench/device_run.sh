@@ -17,6 +17,8 @@ mkdir -p "$out"
 { nproc; python3 --version; cat /proc/cpuinfo | grep -m1 'model name'
   python3 -c 'import os; os.sched_setaffinity(0, {3}); print("affinity", os.sched_getaffinity(0))'
   ls /proc/self/task/*/children 2>&1 | head -1
+  # Which logical CPUs share a physical core (pinned servers beside busy siblings share it).
+  grep -H . /sys/devices/system/cpu/cpu*/topology/thread_siblings_list 2>&1 | head -16
   python3 -c 'import triage.cli, fastapi, uvicorn, aiohttp, litellm; print("aiohttp", aiohttp.__version__)'
 } 2>&1 | tee "$out/machine.txt"
 timeout "${BENCH_TIMEOUT:-420}" python3 bench/run.py 2>&1 | tee "$out/bench.log"

@@ -195,7 +195,9 @@ def test_cooldown_takes_only_the_failing_deployment_out(
 def test_latency_routing_prefers_the_fast_deployment(
     fake: FakeUpstreamThread, fake2: FakeUpstreamThread, lane: str
 ) -> None:
-    fake.configure(latency_ms=20)
+    # A wide gap (50 ms against 2): on a loaded 2-core box a stall of the fast one's requests
+    # must not make it look slower than the slow one (with 20 ms it did once: 148 of 200).
+    fake.configure(latency_ms=50)
     fake2.configure(latency_ms=2)
     config = {
         "model_list": [
@@ -212,7 +214,7 @@ def test_latency_routing_prefers_the_fast_deployment(
         routes = [served_by() for _ in range(200)]
         assert routes.count("a-2") >= 160
         fake.configure(latency_ms=0)
-        fake2.configure(latency_ms=20)
+        fake2.configure(latency_ms=50)
         later = [served_by() for _ in range(100)]
     assert later[-40:].count("a-1") >= 34  # traffic shifted back within 60 requests
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
-from itertools import chain, repeat
-from operator import xor
+from itertools import repeat
 from struct import Struct
 from typing import NamedTuple
 from zlib import crc32
@@ -37,6 +36,7 @@ SEED_CHAR = 0x85EBCA77
 SEED_BODY = 0xC2B2AE3D
 SEED_LEAD = 0x165667B1
 SEED_TAIL = 0x27D4EB2F
+_LEAD_LOW = SEED_LEAD & MASK
 
 CHAR_WINDOW = 32
 SIGNAL_SCAN = 1024
@@ -343,7 +343,9 @@ def word_cues(words: list[bytes]) -> int:
 
 def new_memos(cap: int = MEMO_CAP) -> Memos:
     """Memos of this feature space's hashed ids (cap 0: hash every token afresh)."""
-    return Memos(mask=MASK, char=SEED_CHAR, body=SEED_BODY, tail=SEED_TAIL, cap=cap)
+    return Memos(
+        mask=MASK, char=SEED_CHAR, body=SEED_BODY, tail=SEED_TAIL, pair=SEED_BIGRAM, cap=cap
+    )
 
 
 def analyse(prompt: Prompt, memos: Memos | None = None) -> Analysis:
@@ -358,11 +360,16 @@ def analyse(prompt: Prompt, memos: Memos | None = None) -> Analysis:
     # A tool result is the passage when the turn itself has no body (see prompt.py).
     body = prompt.body or prompt.tool_text
     body_words = words_of(body[:BODY_SAMPLE]) if body else []
-    unigrams = list(map(crc32, words))
-    bigrams = list(map(crc32, words[1:], map(xor, unigrams, repeat(SEED_BIGRAM))))
-    # The opening word and word pair, by position: "write ..." and "write a ..." lead requests.
-    lead = [unigrams[0] ^ SEED_LEAD, bigrams[0] ^ SEED_LEAD] if bigrams else unigrams[:1]
-    ids = {crc & MASK for crc in chain(unigrams, bigrams, lead)}
+    # Unigram ids (crc32 & MASK) and each word's bigram seed (crc32 ^ SEED_BIGRAM) are one memo
+    # hit per known word; a bigram is crc32(second, seed of first) & MASK.
+    ids = set(map(memos.word.__getitem__, words))
+    if len(words) > 1:
+        bigrams = [crc & MASK for crc in map(crc32, words[1:], map(memos.pair.__getitem__, words))]
+        ids.update(bigrams)
+        # The opening word and word pair, by position: "write ..." and "write a ..." lead
+        # requests. (crc ^ SEED_LEAD) & MASK, from the masked crc: the mask distributes over xor.
+        ids.add(memos.word[words[0]] ^ _LEAD_LOW)
+        ids.add(bigrams[0] ^ _LEAD_LOW)
     ids.update(_char_grams(prompt.instruction, memos.char))
     if body_words:
         ids.update(map(memos.body.__getitem__, body_words))

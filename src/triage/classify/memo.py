@@ -62,13 +62,32 @@ class GramMemo(_Memo[int]):
         return token.to_bytes(4, "little")
 
 
+class SeedMemo(_Memo[bytes]):
+    """token -> crc32(token) ^ seed, whole (not masked): the CRC a bigram starting with the
+    token continues from, after the namespace's seed is mixed in."""
+
+    __slots__ = ()
+
+    def __missing__(self, token: bytes) -> int:
+        value = crc32(token) ^ self.seed
+        if len(self) >= self.cap:
+            self.clear()
+        if self.cap:
+            self[token] = value
+        return value
+
+
 class Memos:
-    """The classifier's memos: context words, character grams, body words, tail words."""
+    """The classifier's memos: words (instruction and context), bigram seeds, character grams,
+    body words, tail words."""
 
-    __slots__ = ("body", "char", "tail", "word")
+    __slots__ = ("body", "char", "pair", "tail", "word")
 
-    def __init__(self, *, mask: int, char: int, body: int, tail: int, cap: int = MEMO_CAP) -> None:
+    def __init__(
+        self, *, mask: int, char: int, body: int, tail: int, pair: int, cap: int = MEMO_CAP
+    ) -> None:
         self.word = IdMemo(0, mask, cap)
+        self.pair = SeedMemo(pair, mask, cap)
         self.char = GramMemo(char, mask, cap)
         self.body = IdMemo(body, mask, cap)
         self.tail = IdMemo(tail, mask, cap)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from triage.classify import store
 from triage.classify.difficulty import difficulty
 from triage.classify.features import Analysis, analyse, new_memos
-from triage.classify.linear import LinearModel, pack, softmax
+from triage.classify.linear import LinearModel, pack, probabilities
 from triage.classify.prompt import Prompt, earlier_user_text, filled, from_messages, from_text
 from triage.classify.rules import RULE_PRECISION, RuleHit, apply_rules, follows_up, hint_ids
 from triage.classify.sgd import Example, SgdSettings, example, fit
@@ -165,7 +165,7 @@ class Classifier:
         return probs if hit is None else _with_rule(probs, hit)
 
     def _model_probabilities(self, analysis: Analysis) -> list[float]:
-        return softmax(self._model.logits(feature_ids(analysis), analysis.context_ids))
+        return probabilities(self._model, feature_ids(analysis), analysis.context_ids)
 
     def _classify(self, analysis: Analysis, *, rules: bool) -> Classification:
         probs = self._model_probabilities(analysis)
@@ -182,7 +182,18 @@ class Classifier:
         if best not in HEAVY and sum(_HEAVY_OF(probs)) >= self._heavy_threshold:
             best = max(HEAVY, key=probs.__getitem__)
             reason = "heavy_head"
-        return self._result(analysis, probs, best, reason)
+        # _result's body, without the call (every model decision comes this way).
+        task = TASKS[best]
+        fields = (
+            task,
+            MappingProxyType(by_task(probs)),
+            probs[best],
+            TIERS[best],
+            difficulty(analysis, task),
+            reason,
+        )
+        built: Classification = tuple.__new__(Classification, fields)
+        return built
 
     def _result(
         self, analysis: Analysis, probs: list[float], best: int, reason: str

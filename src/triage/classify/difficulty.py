@@ -57,4 +57,6 @@ def difficulty(analysis: Analysis, task: str) -> float:
     easy *= 1.0 - W_CONSTRAINTS * (strength if strength < 1.0 else 1.0)
     strength = 0.5 * (prompt.has_tools + prompt.has_response_format)
     easy *= 1.0 - W_EXTRAS * (strength if strength < 1.0 else 1.0)
-    return max(0.0, min(1.0, 1.0 - easy))
+    # max(0.0, min(1.0, hard)) without two builtin calls (hard is never NaN nor -0.0).
+    hard = 1.0 - easy
+    return 0.0 if hard < 0.0 else 1.0 if hard > 1.0 else hard

@@ -309,6 +309,18 @@ _HITS = tuple((rule, RuleHit(name=name, task=task)) for name, task, rule in RULE
 
 def apply_rules(analysis: Analysis) -> RuleHit | None:
     """The first rule that fires, or None."""
+    sig = analysis.signals
+    # Every rule's own first gate failing at once (no digits, no passage, no code before, not
+    # mostly CJK, no debug or translate word: most short prose) fires none, without six calls.
+    if (
+        not sig.text_digits
+        and sig.passage < 200
+        and not sig.context_code
+        and sig.non_ascii <= CJK_SHARE
+        and _DEBUG_WORDS.isdisjoint(analysis.words)
+        and _TRANSLATE_WORDS.isdisjoint(analysis.words[:4])
+    ):
+        return None
     for rule, hit in _HITS:
         if rule(analysis):
             return hit

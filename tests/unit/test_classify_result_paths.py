@@ -14,7 +14,7 @@ import pytest
 
 from triage.classify import Classifier
 from triage.classify.difficulty import difficulty
-from triage.classify.features import analyse
+from triage.classify.features import SIGNAL_SCAN, analyse, class_counts, signals
 from triage.classify.linear import (
     LIMIT,
     SHIFTS,
@@ -25,7 +25,7 @@ from triage.classify.linear import (
     probabilities,
     softmax,
 )
-from triage.classify.prompt import from_messages, from_text
+from triage.classify.prompt import Prompt, from_messages, from_text
 from triage.classify.rules import _HITS, apply_rules
 from triage.classify.taxonomy import TASKS
 
@@ -126,3 +126,36 @@ def test_a_model_decision_is_the_plain_result() -> None:
             "difficulty",
             "reason",
         )
+
+
+def plain_signal_counts(prompt: Prompt) -> tuple[int, int, int, int]:
+    """(digits, math_chars, code_chars, text_digits) by deleting translates, as defined."""
+    instruction = prompt.instruction.encode()
+    sample = prompt.text[:SIGNAL_SCAN]
+    raw = sample.encode()
+    digits = len(instruction) - len(instruction.translate(None, b"0123456789"))
+    math_ops = len(instruction) - len(instruction.translate(None, b"0123456789+*/=^%\xc3\x97\xb7"))
+    scale = len(prompt.text) / len(sample) if sample else 0.0
+    code = round((len(raw) - len(raw.translate(None, b"{}();<>[]=_"))) * scale)
+    return digits, 2 * math_ops - digits, code, len(raw) - len(raw.translate(None, b"0123456789"))
+
+
+def test_signal_counts_equal_the_deleting_translates() -> None:
+    rng = random.Random(42)
+    alphabet = "0123456789+*/=^%×÷{}();<>[]_ aé€中\n?,.'\"" + "".join(map(chr, range(32, 127)))
+    texts = ["", " ", "=", "0", "×", "÷", "é", "{}", "a" * 2000, "1=2" * 600]
+    for _ in range(400):
+        size = rng.choice((1, 5, 40, 300, 1500, 5000))
+        texts.append("".join(rng.choice(alphabet) for _ in range(size)))
+    for text in texts:
+        for prompt in (from_text(text), from_text("Look at this:\n" + text)):
+            sig = signals(prompt)
+            want = plain_signal_counts(prompt)
+            assert (sig.digits, sig.math_chars, sig.code_chars, sig.text_digits) == want
+        raw = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 9, 200))))
+        digits, equals, operators, punct = class_counts(raw)
+        assert digits == len(raw) - len(raw.translate(None, b"0123456789"))
+        assert digits + equals + operators == len(raw) - len(
+            raw.translate(None, b"0123456789+*/=^%\xc3\x97\xb7")
+        )
+        assert equals + punct == len(raw) - len(raw.translate(None, b"{}();<>[]=_"))

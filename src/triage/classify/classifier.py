@@ -139,7 +139,9 @@ class Classifier:
         probs = self._model_probabilities(analysis)
         if hit is not None:
             return self._ruled(analysis, probs, hit)
-        how = follows_up(analysis)
+        # A lone message has no earlier user turn to inherit from: the follow-up test could not
+        # change its result, so it is not run.
+        how = follows_up(analysis) if len(messages) > 1 else None
         if how is not None:
             earlier = earlier_user_text(messages)
             if earlier.strip() and (how == "opener" or max(probs) < STANDS_ALONE):

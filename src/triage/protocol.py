@@ -277,10 +277,11 @@ def declared(request: Request, name: str) -> Any:
 
 def check_caps(server: ServerSettings, request: Request) -> None:
     """The per-request caps of `server.*`: a 400 naming the field that passes one."""
-    messages = declared(request, "messages")
+    fields = request.__dict__  # the declared fields only, as `declared` reads them
+    messages = fields.get("messages")
     if messages is not None and len(messages) > server.max_messages:
         raise BadRequest(f"at most {server.max_messages} messages", param="messages")
     for name in ("max_tokens", "max_completion_tokens"):
-        value = declared(request, name)
+        value = fields.get(name)
         if value is not None and value > server.max_tokens:
             raise BadRequest(f"{name} may be at most {server.max_tokens}", param=name)

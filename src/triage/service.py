@@ -130,13 +130,17 @@ class Service:
             )
         started = time.perf_counter()
         if isinstance(request, ChatCompletionRequest):
-            # Each message's own field dict (role, content ...) read in place, not copied.
-            messages = list(map(vars, request.messages))
-            result = self.classifier.classify(
-                messages,
-                has_tools=bool(request.tools),
-                has_response_format=request.response_format is not None,
-            )
+            messages = request.messages
+            has_tools = bool(request.tools)
+            has_format = request.response_format is not None
+            if len(messages) == 1:  # its content alone decides, whatever its role
+                result = self.classifier.classify_single(
+                    messages[0].content, has_tools=has_tools, has_response_format=has_format
+                )
+            else:  # each message's own field dict (role, content ...) read in place
+                result = self.classifier.classify(
+                    list(map(vars, messages)), has_tools=has_tools, has_response_format=has_format
+                )
         elif isinstance(request, CompletionRequest) and isinstance(request.prompt, str):
             result = self.classifier.classify_text(request.prompt)
         else:

@@ -159,3 +159,16 @@ def test_signal_counts_equal_the_deleting_translates() -> None:
             raw.translate(None, b"0123456789+*/=^%\xc3\x97\xb7")
         )
         assert equals + punct == len(raw) - len(raw.translate(None, b"{}();<>[]=_"))
+
+
+@pytest.mark.parametrize("role", ["user", "system", "assistant", "tool", "developer"])
+def test_classify_single_is_classify_of_the_one_message(role: str) -> None:
+    classifier = Classifier.load()
+    contents: list[object] = [None, "", "   ", [], [{"type": "image_url", "image_url": {}}]]
+    contents += [[{"type": "text", "text": text}, {"text": "more"}] for text in rule_texts()[:6]]
+    contents += rule_texts()[:60]
+    for content in contents:
+        for tools, response_format in ((False, False), (True, False), (False, True)):
+            flags = {"has_tools": tools, "has_response_format": response_format}
+            want = classifier.classify([{"role": role, "content": content}], **flags)
+            assert classifier.classify_single(content, **flags) == want

@@ -17,7 +17,14 @@ from triage.classify import store
 from triage.classify.difficulty import difficulty
 from triage.classify.features import Analysis, analyse, new_memos
 from triage.classify.linear import LinearModel, pack, probabilities
-from triage.classify.prompt import Prompt, earlier_user_text, filled, from_messages, from_text
+from triage.classify.prompt import (
+    Prompt,
+    content_text,
+    earlier_user_text,
+    filled,
+    from_messages,
+    from_text,
+)
 from triage.classify.rules import RULE_PRECISION, RuleHit, apply_rules, follows_up, hint_ids
 from triage.classify.sgd import Example, SgdSettings, example, fit
 from triage.classify.store import Weights
@@ -151,6 +158,16 @@ class Classifier:
                 ]
                 return self._decide(analysis, mixed, "followup")
         return self._decide(analysis, probs, "model")
+
+    def classify_single(
+        self, content: Any, *, has_tools: bool = False, has_response_format: bool = False
+    ) -> Classification:
+        """classify([message]) for a request of one message (any role), given its content (a
+        string, None or a list of parts): the same result without a list of message dicts."""
+        prompt = from_text(
+            content_text(content), has_tools=has_tools, has_response_format=has_response_format
+        )
+        return self._classify(analyse(prompt, self._memos), rules=True)
 
     def classify_text(self, text: str) -> Classification:
         """Classify a single user message."""

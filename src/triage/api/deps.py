@@ -211,9 +211,14 @@ def decode_json(raw: bytes) -> Any:
     and no `\\u` escape of an unpaired surrogate (such a string cannot be encoded as UTF-8)."""
     try:
         # Decoded strictly: json.loads(bytes) would let UTF-8-encoded surrogates through.
-        text = raw.decode(_encoding(raw))
-        if text.startswith("\ufeff"):  # as json.loads refuses it
-            raise ValueError("unexpected byte order mark")
+        if raw[:1] == b"{" and raw[1:2] != b"\0":
+            # What clients send: UTF-8 by json.detect_encoding's own rules (no BOM, not UTF-16
+            # or UTF-32), asked for no more than that.
+            text = raw.decode()
+        else:
+            text = raw.decode(json.detect_encoding(raw))
+            if text.startswith("\ufeff"):  # as json.loads refuses it
+                raise ValueError("unexpected byte order mark")
         data = _whole_value(text)
     except RecursionError:
         raise _nested_too_deep() from None
@@ -226,15 +231,6 @@ def decode_json(raw: bytes) -> Any:
             "the request body escapes an unpaired UTF-16 surrogate", code="invalid_json"
         )
     return data
-
-
-def _encoding(raw: bytes) -> str:
-    """`json.detect_encoding(raw)`, answered at once for what clients send: a body opening
-    with `{` and no NUL after it is UTF-8 (no BOM, not UTF-16 or UTF-32) by that function's own
-    rules."""
-    if raw[:1] == b"{" and raw[1:2] != b"\0":
-        return "utf-8"
-    return json.detect_encoding(raw)
 
 
 def _whole_value(text: str) -> Any:

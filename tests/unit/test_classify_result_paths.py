@@ -13,8 +13,9 @@ import random
 import pytest
 
 from triage.classify import Classifier
+from triage.classify.charclass import class_counts
 from triage.classify.difficulty import difficulty
-from triage.classify.features import SIGNAL_SCAN, analyse, class_counts, signals
+from triage.classify.features import SIGNAL_SCAN, analyse, signals
 from triage.classify.linear import (
     LIMIT,
     SHIFTS,

@@ -19,6 +19,7 @@ from struct import Struct
 from typing import NamedTuple
 from zlib import crc32
 
+from triage.classify.charclass import class_counts
 from triage.classify.memo import MEMO_CAP, GramMemo, Memos
 from triage.classify.prompt import Prompt, filled
 
@@ -53,42 +54,6 @@ _TOKEN_BYTES = bytes(
 )
 # The bytes words_of makes tokens of their own, as ints (an int membership test is a memchr).
 _QUESTION, _BANG, _COLON = b"?!:"
-_DIGITS = b"0123456789"
-_MATH_OPS = b"0123456789+*/=^%\xc3\x97\xc3\xb7"
-_CODE_CHARS = b"{}();<>[]=_"
-# Each byte's class for signals' counts: digits become "0", "=" (a math operator and code
-# punctuation) stays "=", the other math operators become "+", the other code punctuation "{",
-# every other byte a space. One translate by a table (no 256-entry setup, unlike a deleting
-# translate) and, for most prose, one isspace() then answer every count.
-_DIGIT, _EQUALS, _OPERATOR, _PUNCT = b"0=+{"
-_CLASSES = bytes(
-    _DIGIT
-    if byte in _DIGITS
-    else _EQUALS
-    if byte == _EQUALS
-    else _OPERATOR
-    if byte in _MATH_OPS
-    else _PUNCT
-    if byte in _CODE_CHARS
-    else 0x20
-    for byte in range(256)
-)
-_NO_CLASSES = (0, 0, 0, 0)
-
-
-def class_counts(raw: bytes) -> tuple[int, int, int, int]:
-    """(digits, "=", other math operators, other code punctuation) in `raw`: the sizes of
-    what translate(None, _DIGITS / _MATH_OPS / _CODE_CHARS) would delete, less overlap."""
-    classes = raw.translate(_CLASSES)
-    if not classes or classes.isspace():
-        return _NO_CLASSES
-    # `int in bytes` is one memchr; a count parses its arguments from a format string.
-    return (
-        classes.count(_DIGIT) if _DIGIT in classes else 0,
-        classes.count(_EQUALS) if _EQUALS in classes else 0,
-        classes.count(_OPERATOR) if _OPERATOR in classes else 0,
-        classes.count(_PUNCT) if _PUNCT in classes else 0,
-    )
 
 
 CODE_LEXICON = frozenset(

@@ -190,13 +190,25 @@ class _Unusual(Exception):
 
 def _fields(model: BaseModel, keys: frozenset[str], *, only_set: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    is_set = model.__pydantic_fields_set__
-    for name, value in model.__dict__.items():  # the declared fields, in declaration order
-        if value is not None and name in keys and (not only_set or name in is_set):
-            out[name] = _plain(value)
-    for name, value in (model.__pydantic_extra__ or {}).items():
-        if value is not None and name in keys:
-            out[name] = _plain(value)
+    values = model.__dict__  # the declared fields, in declaration order
+    allowed = model.__pydantic_fields_set__ & keys if only_set else keys
+    if only_set and len(allowed) < 2:
+        # Often the one field set that may go (`messages`): found by name, not by a walk
+        # over twenty-odd fields; one name is in order wherever it stands. An extra set is
+        # in `allowed` too but not in `values`: it goes below.
+        for name in allowed:
+            value = values.get(name)
+            if value is not None:
+                out[name] = _plain(value)
+    else:
+        for name, value in values.items():
+            if value is not None and name in allowed:
+                out[name] = _plain(value)
+    extra = model.__pydantic_extra__
+    if extra:  # most requests and messages carry none
+        for name, value in extra.items():
+            if value is not None and name in keys:
+                out[name] = _plain(value)
     return out
 
 

@@ -18,18 +18,24 @@ import pytest
 from triage.classify.features import (
     BODY_SAMPLE,
     CHAR_WINDOW,
+    CODE_LEXICON,
+    CONSTRAINT_WORDS,
+    LEXICON_BITS,
     MASK,
+    MATH_LEXICON,
     SEED_BIGRAM,
     SEED_BODY,
     SEED_CHAR,
     SEED_LEAD,
     SEED_TAIL,
     SIGNAL_SCAN,
+    STEP_WORDS,
     TAIL_LINE,
     Analysis,
     analyse,
     dense_ids,
     new_memos,
+    word_cues,
     words_of,
 )
 from triage.classify.prompt import Prompt, from_messages, from_text
@@ -122,3 +128,18 @@ def test_the_bigram_seed_memo_stays_within_its_cap_under_a_flood() -> None:
         assert analysis.ids == plain_ids(prompt, analysis)
         assert len(memos.pair) <= cap
     assert len(memos.pair) > 0
+
+
+def test_lexicon_counts_with_and_without_lexicon_words() -> None:
+    rng = random.Random(5)
+    vocab = ["python", "sum", "then", "must", "not", "the", "cat", "?", "code", "x", "steps"]
+    for _ in range(500):
+        words = [rng.choice(vocab) for _ in range(rng.choice((0, 1, 2, 5, 30)))]
+        analysis = analyse(from_text(" ".join(words)))
+        tokens = analysis.words
+        assert analysis.code_words == sum(word in CODE_LEXICON for word in tokens)
+        assert analysis.math_words == sum(word in MATH_LEXICON for word in tokens)
+        steps = sum(word in STEP_WORDS for word in tokens)
+        constraints = sum(word in CONSTRAINT_WORDS for word in tokens)
+        assert analysis.cues == steps + (constraints << LEXICON_BITS)
+        assert word_cues(tokens) == analysis.cues

@@ -14,6 +14,8 @@ access log line, are the same as uvicorn's (tests/integration/test_one_write.py 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -23,6 +25,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from triage.api.render import Head
 
 # Joined with a byte each check lets through, the names (or values) are searched at once.
 _NAME_JOIN = b"-"
@@ -84,25 +88,22 @@ class OneWriteCycle(RequestResponseCycle):
         """The head uvicorn would write for `message`, or None where uvicorn's own path must
         run: a transfer-encoding of the app's own, a header that fails its checks. The cycle's
         state changes only when it returns a head."""
-        content = [STATUS_LINE[message["status"]]]
-        length = None
-        closes = False
-        for raw, value in (*self.default_headers, *message.get("headers", ())):
-            name = raw.lower()
-            if name == b"content-length":
-                length = value if length is None else length
-            elif name == b"transfer-encoding":
+        status = STATUS_LINE[message["status"]]
+        fixed = _defaults(tuple(self.default_headers))
+        if fixed is None:
+            return None
+        headers = message.get("headers", ())
+        if type(headers) is Head and headers.intact():  # checked when built (render.py)
+            lines, length, closes = headers.lines, headers.length, False
+        else:
+            scanned = _scan(headers)
+            if scanned is None:
                 return None
-            elif name == b"connection" and b"close" in _tokens(value):
-                closes = True
-            content += (name, b": ", value, b"\r\n")
-        # content is [status line, name, ": ", value, "\r\n", name, ...]
-        if HEADER_RE.search(_NAME_JOIN.join(content[1::4])):
-            return None
-        if HEADER_VALUE_RE.search(_VALUE_JOIN.join(content[3::4])):
-            return None
+            lines, length, closes = scanned
+        length = fixed[1] if fixed[1] is not None else length
+        content = [status, fixed[0], lines]
         expected = 0 if length is None else int(length.decode())
-        if closes:
+        if closes or fixed[2]:
             self.keep_alive = False
         elif not self.keep_alive:
             content.append(b"connection: close\r\n")
@@ -134,6 +135,37 @@ class OneWriteCycle(RequestResponseCycle):
         if not self.keep_alive:
             self.transport.close()
         self.on_response()
+
+
+_Scan = tuple[bytes, bytes | None, bool]
+
+
+def _scan(headers: Iterable[tuple[bytes, bytes]]) -> _Scan | None:
+    """`headers` as lines of a head, their first content-length and whether one asks to close
+    the connection; None for a transfer-encoding or a header that fails uvicorn's checks."""
+    content: list[bytes] = []
+    length = None
+    closes = False
+    for raw, value in headers:
+        name = raw.lower()
+        if name == b"content-length":
+            length = value if length is None else length
+        elif name == b"transfer-encoding":
+            return None
+        elif name == b"connection" and b"close" in _tokens(value):
+            closes = True
+        content += (name, b": ", value, b"\r\n")
+    # content is [name, ": ", value, "\r\n", name, ...]
+    if HEADER_RE.search(_NAME_JOIN.join(content[::4])):
+        return None
+    if HEADER_VALUE_RE.search(_VALUE_JOIN.join(content[2::4])):
+        return None
+    return b"".join(content), length, closes
+
+
+# The server's default headers (date, server) change once a second: scanned once for all the
+# answers of that second (a pure function of its argument, so a memo of the last few).
+_defaults = lru_cache(maxsize=4)(_scan)
 
 
 def _tokens(value: bytes) -> list[bytes]:

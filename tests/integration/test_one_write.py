@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import serve
+from triage.api import render
+from triage.api.render import raw_headers
 from triage.api.server import server_options
 from triage.config.schema import ServerSettings
 
@@ -74,6 +76,58 @@ async def _short(send: Any) -> None:
     await send({"type": "http.response.body", "body": JSON[:3]})
 
 
+# An answer's headers as Triage's own answers carry them (render.Head), and hostile variants.
+OURS = {
+    "x-request-id": "6c980a4b7ddcaabe29ee05a38f7f6c1a",
+    "x-triage-task": "qa",
+    "x-triage-reason": "model",
+    "x-triage-cost-usd": "0.000123",
+}
+JSON_TYPE = ((b"content-type", b"application/json"),)
+
+
+def _head(headers: dict[str, str], length: int | None = len(JSON)) -> Head:
+    return raw_headers(headers, JSON_TYPE, length)
+
+
+def _changed(edit: str) -> Head:
+    """A Head changed in place after it was built, as a middleware holding it might."""
+    head = _head(OURS)
+    assert type(head) is render.Head
+    if edit == "append":
+        head.append((b"x-added", b"1"))
+    elif edit == "evil":
+        head[0] = (b"x-request-id", b"a\r\nset-cookie: b")
+    elif edit == "length":
+        head[len(OURS)] = (b"content-length", b"4")
+    else:
+        del head[1]
+    return head
+
+
+HEADS = {
+    "/head": lambda: _head(OURS),
+    "/head-empty": lambda: _head({}),
+    "/head-bad-value": lambda: _head({**OURS, "x-request-id": "a\r\nset-cookie: b"}),
+    "/head-tab": lambda: _head({**OURS, "x-triage-reason": "a\tb"}),
+    "/head-bad-del": lambda: _head({**OURS, "x-triage-reason": "a\x7f"}),
+    "/head-mixed-case": lambda: _head({"X-Triage-Task": "qa", **OURS}),
+    "/head-unknown-name": lambda: _head({"x evil": "a", **OURS}),
+    "/head-latin-1": lambda: _head({**OURS, "x-triage-reason": "caf\xe9"}),
+    "/head-appended": lambda: _changed("append"),
+    "/head-made-evil": lambda: _changed("evil"),
+    "/head-length-changed": lambda: _changed("length"),
+    "/head-shortened": lambda: _changed("delete"),
+}
+
+
+async def _streamed_head(send: Any) -> None:
+    headers = raw_headers(OURS, ((b"content-type", b"text/event-stream"),))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
@@ -93,6 +147,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await _plain(send, [*LENGTH, (b"transfer-encoding", b"chunked")])
     elif path == "/mixed-case":
         await _plain(send, [(b"Content-Length", b"11"), (b"X-Triage-Task", b"qa")], 201)
+    elif path in HEADS:
+        await _plain(send, HEADS[path]())
     else:
         await _OTHERS.get(path, _short)(send)
 
@@ -110,6 +166,7 @@ _OTHERS = {
     "/stream-twice": _stream_twice,
     "/twice": _twice,
     "/long": _long,
+    "/head-stream": _streamed_head,
 }
 
 
@@ -161,7 +218,11 @@ CASES = [
     "/twice",
     "/long",
     "/short",
+    *HEADS,
+    "/head-stream",
 ]
+REFUSED = {"/bad-value", "/bad-name", "/head-unknown-name", "/head-made-evil"}
+REFUSED |= {"/head-bad-value", "/head-bad-del"}
 
 
 @pytest.mark.parametrize("path", CASES)
@@ -174,7 +235,7 @@ def test_answers_are_byte_identical_to_uvicorns(
     ours, theirs = _exchange(triage, request), _exchange(plain, request)
     assert ours == theirs
     # uvicorn closes without a word on a header that fails its checks; else there is an answer
-    assert (theirs == b"") == path.startswith("/bad")
+    assert (theirs == b"") == (path in REFUSED)
 
 
 @pytest.mark.parametrize("method", ["HEAD", "POST"])

@@ -48,13 +48,32 @@ from triage.state.limits import Reservation
 FIELDS = {"chat": CHAT_FIELDS, "completion": COMPLETION_FIELDS, "embedding": EMBEDDING_FIELDS}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Meta:
     request_id: str
     forced_task: str | None = None
     authorization: str | None = None
     prefer: str | None = None  # a deployment to use first while healthy (RoutePlan.prefer)
     trace: tuple[str, str | None] | None = None  # the caller's traceparent and tracestate
+
+    def __init__(  # the fields in order: what dataclass's __init__ would take
+        self,
+        request_id: str,
+        forced_task: str | None = None,
+        authorization: str | None = None,
+        prefer: str | None = None,
+        trace: tuple[str, str | None] | None = None,
+    ) -> None:
+        # One dict set at once, as LedgerRow does: a frozen dataclass's own __init__ calls
+        # object.__setattr__ once a field (~0.6 us of every request).
+        values = {
+            "request_id": request_id,
+            "forced_task": forced_task,
+            "authorization": authorization,
+            "prefer": prefer,
+            "trace": trace,
+        }
+        object.__setattr__(self, "__dict__", values)
 
 
 @dataclass
@@ -216,6 +235,8 @@ class Service:
         if self.detector is None:
             return ()
         findings = await self.detector.scan_body_async(body)
+        if not findings:  # most requests: no generator built for an empty tuple
+            return ()
         for finding in findings:
             self.metrics.sensitive.labels(finding.detector).inc()
         return tuple(f.detector for f in findings)

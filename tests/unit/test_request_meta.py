@@ -1,6 +1,7 @@
-"""deps.meta builds its Meta as one dict, not through the frozen dataclass's __init__: it must
-be the very Meta the constructor would build, whatever headers come (and break loudly if Meta
-gains a field the shortcut does not set)."""
+"""deps.meta reads the request's headers into a Meta, and Meta builds itself as one dict (not
+through a frozen dataclass's __init__): it must hold exactly its declared fields, in order, with
+their defaults, and stay frozen and replaceable (it breaks loudly if Meta gains a field its
+__init__ does not set)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,21 @@ def test_an_unusable_request_id_is_replaced_by_a_fresh_one(rid: bytes | None) ->
     seen = {meta(_request(headers)).request_id for _ in range(50)}
     assert len(seen) == 50
     assert all(len(value) == 32 and int(value, 16) >= 0 for value in seen)
+
+
+def test_meta_takes_its_fields_in_order_with_their_defaults() -> None:
+    positional = Meta("r", "coding", "Bearer k", "dep-1", ("tp", None))
+    assert vars(positional) == {
+        "request_id": "r",
+        "forced_task": "coding",
+        "authorization": "Bearer k",
+        "prefer": "dep-1",
+        "trace": ("tp", None),
+    }
+    bare = Meta("r")
+    assert vars(bare) == {field.name: field.default for field in dataclasses.fields(Meta)} | {
+        "request_id": "r"
+    }
 
 
 def test_meta_stays_frozen_and_replaceable() -> None:

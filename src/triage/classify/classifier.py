@@ -21,7 +21,6 @@ from triage.classify.prompt import (
     Prompt,
     content_text,
     earlier_user_text,
-    filled,
     from_messages,
     from_text,
 )
@@ -201,7 +200,11 @@ class Classifier:
         if best not in HEAVY and sum(_HEAVY_OF(probs)) >= self._heavy_threshold:
             best = max(HEAVY, key=probs.__getitem__)
             reason = "heavy_head"
-        # _result's body, without the call (every model decision comes this way).
+        return self._result(analysis, probs, best, reason)
+
+    def _result(
+        self, analysis: Analysis, probs: list[float], best: int, reason: str
+    ) -> Classification:
         task = TASKS[best]
         fields = (
             task,
@@ -211,22 +214,8 @@ class Classifier:
             difficulty(analysis, task),
             reason,
         )
-        built: Classification = tuple.__new__(Classification, fields)
+        built: Classification = tuple.__new__(Classification, fields)  # no per-field call
         return built
-
-    def _result(
-        self, analysis: Analysis, probs: list[float], best: int, reason: str
-    ) -> Classification:
-        task = TASKS[best]
-        return filled(
-            Classification,
-            task,
-            MappingProxyType(by_task(probs)),
-            probs[best],
-            TIERS[best],
-            difficulty(analysis, task),
-            reason,
-        )
 
 
 def by_task(values: Sequence[float]) -> dict[str, float]:

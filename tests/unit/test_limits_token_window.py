@@ -5,6 +5,7 @@ reservations, settlements (some after their tokens left the window) and time pas
 from __future__ import annotations
 
 import random
+import tracemalloc
 from decimal import Decimal
 
 from triage.state.limits import WINDOW, Ask, MemoryLimits, Refusal, Reservation
@@ -47,3 +48,25 @@ async def test_tpm_refuses_on_the_running_total_and_frees_as_the_window_slides()
     assert isinstance(await store.reserve(Ask("k", 500, Decimal(0), tpm=1000), NOW + 4), Refusal)
     later = NOW + WINDOW + 3.5  # both earlier entries have left the window
     assert isinstance(await store.reserve(Ask("k", 900, Decimal(0), tpm=1000), later), Reservation)
+
+
+async def test_the_window_holds_numbers_not_an_object_a_request() -> None:
+    """A key holds a minute of its requests: at thousands a second that is memory, so each one
+    costs a few numbers (two deque slots, its time, its token count), not a list of its own."""
+    store = MemoryLimits()
+    requests = 20_000
+    asks = [Ask("k", 1000 + n, Decimal(0), tpm=10**12) for n in range(requests)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n, ask in enumerate(asks):
+            got = await store.reserve(ask, NOW + n * 0.001)  # all 20 s: inside the window
+            assert isinstance(got, Reservation)
+            await store.settle(got, ask.tokens - 1, Decimal(0), NOW + n * 0.001)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert (await store.snapshot("k", NOW + 20)).tokens_last_minute == sum(
+        ask.tokens - 1 for ask in asks
+    )
+    assert grown / requests < 100, grown / requests  # ~160 bytes as [at, tokens, flag] lists

@@ -176,10 +176,14 @@ def _refusal(broken: _Broken, ask: Ask, counted: Counted, now: float) -> Refusal
 
 @dataclass
 class _Key:
-    requests: deque[float] = field(default_factory=deque)
-    tokens: deque[list[float]] = field(default_factory=deque)  # [at, tokens, 1.0 in window]
+    # The rpm/tpm window, one request a slot, oldest first: when it was reserved and its tokens
+    # (the worst case, then what it used). Two flat deques of numbers, not an object a request:
+    # a key holds 60 s of its requests (~70 bytes each, ~160 as [at, tokens, flag] lists).
+    times: deque[float] = field(default_factory=deque)
+    tokens: deque[int] = field(default_factory=deque)
+    first: int = 0  # the sequence number of the window's oldest slot (one a request, in order)
     token_total: int = 0  # the sum over `tokens`, kept as they come, settle and leave (O(1))
-    by_id: dict[str, list[float]] = field(default_factory=dict)
+    by_id: dict[str, int] = field(default_factory=dict)  # unsettled: id -> sequence number
     held: dict[str, Reservation] = field(default_factory=dict)
     held_total: Decimal = ZERO  # the sum of `held`'s costs, kept as they come and go (exact)
     held_since: float = math.inf  # no held reservation is older (a bound: the ttl scan skips)
@@ -210,16 +214,15 @@ class MemoryLimits:
         if not entry.period_start <= now < entry.period_until:
             periods = self._periods(ask.key_id, entry, now)
         day, month, held = periods["day"][1], periods["month"][1], entry.held_total
-        if may_refuse(ask, len(entry.requests), entry.token_total, day, month, held):
+        if may_refuse(ask, len(entry.times), entry.token_total, day, month, held):
             refusal = decide(ask, self._counted(ask.key_id, entry, now), now)
             if refusal is not None:
                 return refusal
         reservation = Reservation(str(next(self._ids)), ask.key_id, ask.tokens, ask.cost, now)
-        entry.requests.append(now)
-        tokens = [now, float(ask.tokens), 1.0]
-        entry.tokens.append(tokens)
+        entry.by_id[reservation.id] = entry.first + len(entry.times)
+        entry.times.append(now)
+        entry.tokens.append(ask.tokens)
         entry.token_total += ask.tokens
-        entry.by_id[reservation.id] = tokens
         entry.held[reservation.id] = reservation
         entry.held_total += ask.cost
         if now < entry.held_since:
@@ -234,11 +237,11 @@ class MemoryLimits:
     def release(self, reservation: Reservation, tokens: int, cost: Decimal, now: float) -> None:
         """`settle` without a coroutine, as `take` is `reserve`'s."""
         entry = self._entry(reservation.key_id, now)
-        counted = entry.by_id.pop(reservation.id, None)
-        if counted is not None:
-            if counted[2]:  # still in the window: the running total follows
-                entry.token_total += tokens - int(counted[1])
-            counted[1] = float(tokens)
+        sequence = entry.by_id.pop(reservation.id, None)
+        if sequence is not None and sequence >= entry.first:  # still in the window
+            slot = sequence - entry.first  # near the newest end: deque indexing is quick there
+            entry.token_total += tokens - entry.tokens[slot]
+            entry.tokens[slot] = tokens
         held = entry.held.pop(reservation.id, None)
         if held is not None:
             entry.held_total -= held.cost
@@ -270,12 +273,11 @@ class MemoryLimits:
         entry = self._keys.get(key_id)
         if entry is None:
             entry = self._keys[key_id] = _Key()
-        while entry.requests and entry.requests[0] <= now - WINDOW:
-            entry.requests.popleft()
-        while entry.tokens and entry.tokens[0][0] <= now - WINDOW:
-            gone = entry.tokens.popleft()
-            entry.token_total -= int(gone[1])
-            gone[2] = 0.0
+        times = entry.times
+        while times and times[0] <= now - WINDOW:
+            times.popleft()
+            entry.token_total -= entry.tokens.popleft()
+            entry.first += 1
         if entry.held_since <= now - self.ttl:
             self._lapse(entry, now)
         return entry
@@ -290,10 +292,10 @@ class MemoryLimits:
     def _counted(self, key_id: str, entry: _Key, now: float) -> Counted:
         periods = self._periods(key_id, entry, now)
         return Counted(
-            requests=len(entry.requests),
-            oldest_request=entry.requests[0] if entry.requests else None,
+            requests=len(entry.times),
+            oldest_request=entry.times[0] if entry.times else None,
             tokens=entry.token_total,
-            oldest_tokens=entry.tokens[0][0] if entry.tokens else None,
+            oldest_tokens=entry.times[0] if entry.times else None,
             spent={"day": periods["day"][1], "month": periods["month"][1]},
             held=entry.held_total,
         )

@@ -157,13 +157,18 @@ def test_hints_follow_ups_and_cue_counts_match_their_definitions(text: str) -> N
     analysis = analyse(from_text(text))
     plain_hints = [HINT_BASE + i for i, (_, hint) in enumerate(HINTS) if hint(analysis)]
     assert hint_ids(analysis) == plain_hints
+    assert_lexicon_counts(analysis)
+    assert follows_up(analysis) == plain_follows_up(analysis)
+
+
+def assert_lexicon_counts(analysis: Analysis) -> None:
+    """The code, math, step and constraint counts are the plain frozenset definitions'."""
     words = analysis.words
     assert analysis.code_words == sum(word in CODE_LEXICON for word in words)
     assert analysis.math_words == sum(word in MATH_LEXICON for word in words)
     steps = sum(word in STEP_WORDS for word in words)
     constraints = sum(word in CONSTRAINT_WORDS for word in words)
     assert analysis.cues == steps + (constraints << LEXICON_BITS)
-    assert follows_up(analysis) == plain_follows_up(analysis)
 
 
 def plain_follows_up(analysis: Analysis) -> str | None:

@@ -15,21 +15,17 @@ from zlib import crc32
 
 import pytest
 
+from tests.unit.test_classify_cheap_paths import assert_lexicon_counts
 from triage.classify.features import (
     BODY_SAMPLE,
     CHAR_WINDOW,
-    CODE_LEXICON,
-    CONSTRAINT_WORDS,
-    LEXICON_BITS,
     MASK,
-    MATH_LEXICON,
     SEED_BIGRAM,
     SEED_BODY,
     SEED_CHAR,
     SEED_LEAD,
     SEED_TAIL,
     SIGNAL_SCAN,
-    STEP_WORDS,
     TAIL_LINE,
     Analysis,
     analyse,
@@ -136,10 +132,5 @@ def test_lexicon_counts_with_and_without_lexicon_words() -> None:
     for _ in range(500):
         words = [rng.choice(vocab) for _ in range(rng.choice((0, 1, 2, 5, 30)))]
         analysis = analyse(from_text(" ".join(words)))
-        tokens = analysis.words
-        assert analysis.code_words == sum(word in CODE_LEXICON for word in tokens)
-        assert analysis.math_words == sum(word in MATH_LEXICON for word in tokens)
-        steps = sum(word in STEP_WORDS for word in tokens)
-        constraints = sum(word in CONSTRAINT_WORDS for word in tokens)
-        assert analysis.cues == steps + (constraints << LEXICON_BITS)
-        assert word_cues(tokens) == analysis.cues
+        assert_lexicon_counts(analysis)
+        assert word_cues(analysis.words) == analysis.cues

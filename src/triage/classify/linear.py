@@ -176,36 +176,10 @@ class LinearModel:
         return scores
 
 
-def _probabilities(model: LinearModel, ids: Collection[int]) -> list[float] | None:
-    """softmax(model.logits(ids)) for 2..SMALL_SUM ids and no context, in one frame: the same
-    operations in the same order, without four calls between them. None when an id is past the
-    table (logits then reads slot by slot)."""
-    active = len(ids)
-    try:
-        total = sum(itemgetter(*ids)(model._table.slots))
-    except IndexError:
-        return None
-    fields = _LOW_FIELDS.unpack(total.to_bytes(ROW_BYTES, "little"))
-    offset = active * OFFSET
-    scale = 1.0 / (math.sqrt(active) * QSCALE)
-    scores = [
-        bias + scale * (field - offset) for bias, field in zip(model.bias, fields, strict=True)
-    ]
-    top = max(scores)
-    exp = math.exp
-    exps = [exp(score - top) for score in scores]
-    inverse = 1.0 / sum(exps)
-    return [exp * inverse for exp in exps]
-
-
 def probabilities(
     model: LinearModel, ids: Collection[int], context: Collection[int]
 ) -> list[float]:
-    """softmax(model.logits(ids, context)), the same floats."""
-    if not context and 1 < len(ids) <= SMALL_SUM:
-        probs = _probabilities(model, ids)
-        if probs is not None:
-            return probs
+    """softmax(model.logits(ids, context))."""
     return softmax(model.logits(ids, context))
 
 
